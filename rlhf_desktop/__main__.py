@@ -1,0 +1,3 @@
+from rlhf_desktop.cli import main
+
+raise SystemExit(main())
