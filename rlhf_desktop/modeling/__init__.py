@@ -1,0 +1,1 @@
+"""Models: device/dtype choice, loading (HF folder, GGUF, cache), the embedded default, generation."""

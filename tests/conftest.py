@@ -1,0 +1,46 @@
+"""Shared fixtures. Nothing here touches the network or writes outside temporary folders."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def app_dirs(tmp_path_factory):
+    """Point the app's cache and data folders at a session temporary folder."""
+    root = tmp_path_factory.mktemp("appdirs")
+    os.environ["RLHF_DESKTOP_CACHE"] = str(root / "cache")
+    os.environ["RLHF_DESKTOP_DATA"] = str(root / "data")
+    os.environ["HF_HOME"] = str(root / "hf")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(app_dirs):
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A saved tiny random causal LM folder (safetensors + tokenizer + chat template)."""
+    from rlhf_desktop.modeling.tiny import make_tiny_model
+
+    folder = tmp_path_factory.mktemp("tiny-model")
+    make_tiny_model(folder)
+    return folder
+
+
+@pytest.fixture
+def project(tmp_path):
+    from rlhf_desktop.store import Project
+
+    with Project.create(tmp_path / "proj") as p:
+        yield p
