@@ -78,6 +78,10 @@ class JobContext:
     def log(self, text: str) -> None:
         """A line for the run log."""
 
+    def checkpoint(self, step: int, path: str, kind: str = "adapter",
+                   metrics: Mapping[str, float] | None = None) -> None:
+        """A checkpoint folder was written completely at `path` (absolute) for `step`."""
+
 
 class RecordingContext(JobContext):
     """Keeps everything it is told: for tests and for callers that read results afterwards."""
@@ -89,6 +93,7 @@ class RecordingContext(JobContext):
         self.progress_values: list[tuple[float, float | None]] = []
         self.sample_rows: list[tuple[int, list[dict[str, Any]]]] = []
         self.lines: list[str] = []
+        self.checkpoints: list[tuple[int, str, str]] = []
         self.on_report: Callable[[int, dict[str, float]], None] | None = None
 
     def report(self, step: int, metrics: Mapping[str, float]) -> None:
@@ -107,6 +112,10 @@ class RecordingContext(JobContext):
 
     def log(self, text: str) -> None:
         self.lines.append(text)
+
+    def checkpoint(self, step: int, path: str, kind: str = "adapter",
+                   metrics: Mapping[str, float] | None = None) -> None:
+        self.checkpoints.append((step, path, kind))
 
 
 class ConsoleContext(JobContext):
