@@ -108,9 +108,26 @@ class Project:
     # -- transactions ------------------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
-        """Group writes into one committed transaction (nested calls become savepoints)."""
-        with self._lock, self.db.atomic():
-            yield self.db
+        """Group writes into one committed transaction (nested calls become savepoints).
+
+        The outer transaction starts with BEGIN IMMEDIATE: it takes SQLite's write lock up front,
+        so a read-then-write transaction waits for another writer (busy timeout) instead of
+        failing with "database is locked" when that writer committed in between (WAL snapshots).
+        """
+        with self._lock:
+            if self.conn.in_transaction:
+                with self.db.atomic():  # a savepoint inside the open transaction
+                    yield self.db
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         """One statement, committed on return (the connection is in autocommit mode)."""

@@ -120,6 +120,11 @@ MIGRATIONS: list[str] = [
     END;
     INSERT INTO responses_fts(rowid, text) SELECT id, text FROM responses;
     """,
+    # 4: a prompt's category (starter set, imports) and an index for the labeling counters.
+    """
+    ALTER TABLE prompts ADD COLUMN category TEXT NOT NULL DEFAULT '';
+    CREATE INDEX comparisons_counters ON comparisons(source, outcome, strategy);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
