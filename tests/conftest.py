@@ -44,3 +44,11 @@ def project(tmp_path):
 
     with Project.create(tmp_path / "proj") as p:
         yield p
+
+
+@pytest.fixture(scope="session")
+def default_model_path(app_dirs):
+    """The real SmolLM2-135M-Instruct, converted once from its GGUF into the session cache (~25 s)."""
+    from rlhf_desktop.modeling.default_model import default_model_dir
+
+    return default_model_dir()
