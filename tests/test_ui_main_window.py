@@ -89,15 +89,16 @@ def test_model_load_options_follow_the_menu(window):
 
 
 def test_add_view_is_one_call(window, qtbot):
-    page = QLabel("labeling goes here")
-    act = window.add_view("Labeling", page)
-    assert window.views() == ["Playground", "Labeling"]
-    assert act.shortcut().toString() == "Ctrl+2"
+    page = QLabel("an extra view goes here")
+    before = window.views()
+    act = window.add_view("Extra", page, "Ctrl+0")
+    assert window.views() == before + ["Extra"]
+    assert act.shortcut().toString() == "Ctrl+0"
     assert act in window.menus["view"].actions()
     act.trigger()
     assert window.tabs.currentWidget() is page
     with pytest.raises(ValueError):
-        window.add_view("Labeling", QLabel())
+        window.add_view("Extra", QLabel())
 
 
 def test_a_views_own_runner_shows_in_the_status_bar(window, qtbot):
@@ -215,6 +216,7 @@ def test_startup_project_default_then_recent_then_explicit(qtbot, data_dir, tiny
     window = create_main_window(model=str(tiny_model_dir))
     qtbot.addWidget(window)
     assert window.state.project.folder == paths.default_project_dir().resolve()
+    assert window.state.project.counts()["prompts"] >= 150  # a new default project has the starter set
     qtbot.waitUntil(lambda: window.state.model is not None, timeout=LOAD_TIMEOUT_MS)
     other = tmp_path / "other"
     window.open_project(other, create=True)

@@ -17,7 +17,12 @@ from rlhf_desktop.core.errors import Cancelled, UserError
 
 COMMAND_MODULES = [
     "rlhf_desktop.cli.project_cmds",
+    "rlhf_desktop.cli.data_cmds",
     "rlhf_desktop.cli.model_cmds",
+    "rlhf_desktop.cli.pairs_cmds",
+    "rlhf_desktop.cli.train_cmds",
+    "rlhf_desktop.cli.export_cmds",
+    "rlhf_desktop.cli.report_cmds",
 ]
 
 

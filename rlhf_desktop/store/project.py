@@ -48,6 +48,11 @@ class Project:
             raise ProjectError(f"cannot create the folder: {exc.strerror}", where=str(folder)) from None
         return cls._open(folder, creating=True)
 
+    @staticmethod
+    def exists(folder: str | Path) -> bool:
+        """True when `folder` holds a project database."""
+        return (Path(folder).expanduser() / DB_NAME).is_file()
+
     @classmethod
     def open(cls, folder: str | Path, *, create: bool = False) -> "Project":
         """Open an existing project; with create=True a missing one is created."""

@@ -15,6 +15,7 @@ from rlhf_desktop import __version__
 from rlhf_desktop.core import paths
 from rlhf_desktop.core.errors import ProjectError
 from rlhf_desktop.store import Project
+from rlhf_desktop.store.prompts import load_starter_prompts
 from rlhf_desktop.ui import settings
 from rlhf_desktop.ui.errors import install_excepthook, setup_logging
 from rlhf_desktop.ui.main_window import MainWindow
@@ -59,7 +60,19 @@ def open_startup_project(folder: Path | None = None) -> Project:
             return Project.open(recent)
         except ProjectError as exc:
             log.warning("skipping recent project %s: %s", recent, exc)
-    return Project.open(paths.default_project_dir(), create=True)
+    return open_default_project()
+
+
+def open_default_project() -> Project:
+    """The default project in the data folder; a new one starts with the bundled starter prompts
+    so a first-time user can label right away."""
+    folder = paths.default_project_dir()
+    if Project.exists(folder):
+        return Project.open(folder)
+    project = Project.create(folder)
+    report = load_starter_prompts(project)
+    log.info("created the default project %s with %d starter prompts", folder, report.imported)
+    return project
 
 
 def create_main_window(project: Path | Project | None = None, model: str | None = None) -> MainWindow:

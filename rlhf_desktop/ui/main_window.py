@@ -15,21 +15,32 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QByteArray, QUrl, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QIcon, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMainWindow, QMenu, QMessageBox, QTabWidget, QWidget
+from PySide6.QtWidgets import (QFileDialog, QFrame, QMainWindow, QMenu, QMessageBox, QScrollArea, QTabWidget,
+                               QWidget)
 
 from rlhf_desktop.core import paths
 from rlhf_desktop.core.errors import ProjectError
 from rlhf_desktop.store import Project
 from rlhf_desktop.ui import settings
 from rlhf_desktop.ui.about import show_about
+from rlhf_desktop.ui.arena import ArenaView
+from rlhf_desktop.ui.browse import BrowseView
+from rlhf_desktop.ui.dashboard import Dashboard
+from rlhf_desktop.ui.data_menu import build_data_actions
+from rlhf_desktop.ui.demonstrations import DemonstrationsView
 from rlhf_desktop.ui.errors import log, show_error
 from rlhf_desktop.ui.jobs import JobRunner
+from rlhf_desktop.ui.labeling import LabelingView
 from rlhf_desktop.ui.model_menu import build_model_menu, load_model_job, load_options
 from rlhf_desktop.ui.playground import PlaygroundView
+from rlhf_desktop.ui.rm_report_view import RMReportView
+from rlhf_desktop.ui.runs_view import RunsView
 from rlhf_desktop.ui.state import AppState
 from rlhf_desktop.ui.statusbar import AppStatusBar
+from rlhf_desktop.ui.train_view import TrainView
 
 CLOSE_TIMEOUT_S = 10.0
+SCROLL_ABOVE_PX = 640  # views wider than this at their minimum sit in a scroll area (small screens)
 
 
 class MainWindow(QMainWindow):
@@ -42,7 +53,7 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.setObjectName("mainWindow")
         self.state = state or AppState(self)
-        self._views: dict[str, tuple[QWidget, QAction]] = {}
+        self._views: dict[str, tuple[QWidget, QAction, QWidget]] = {}  # name: (view, action, tab page)
         self._close_when_idle = False
         self._ask_before_stopping = True
         self.close_timeout_s = CLOSE_TIMEOUT_S
@@ -57,8 +68,7 @@ class MainWindow(QMainWindow):
         self.menus["model"] = build_model_menu(self)
         self._build_view_menu()
         self._build_help_menu()
-        self.playground = PlaygroundView(self.state)
-        self.add_view("Playground", self.playground)
+        self._add_views()
         self.state.sig_project_changed.connect(self._update_title)
         self.state.jobs.sig_busy_changed.connect(self._maybe_close)
         self._update_title()
@@ -70,7 +80,11 @@ class MainWindow(QMainWindow):
         """Add `widget` as a tab named `name` with a View menu action (Ctrl+N by position by default)."""
         if name in self._views:
             raise ValueError(f"a view named {name!r} already exists")
-        index = self.tabs.addTab(widget, icon or QIcon(), name)
+        page = widget
+        if widget.minimumSizeHint().width() > SCROLL_ABOVE_PX:  # wide views scroll instead of widening the window
+            page = QScrollArea(widgetResizable=True, frameShape=QFrame.Shape.NoFrame)
+            page.setWidget(widget)
+        index = self.tabs.addTab(page, icon or QIcon(), name)
         if tooltip:
             self.tabs.setTabToolTip(index, tooltip)
         widget.setObjectName(widget.objectName() or f"view{name.replace(' ', '')}")
@@ -85,9 +99,89 @@ class MainWindow(QMainWindow):
         action.setStatusTip(tooltip or f"Show the {name} view")
         action.triggered.connect(lambda: self.show_view(name))
         self.menus["view"].insertAction(self._view_separator, action)
-        self._views[name] = (widget, action)
+        self._views[name] = (widget, action, page)
         self.sig_view_added.emit(name)
         return action
+
+    def _add_views(self) -> None:
+        """Every view of the app, in workflow order (Ctrl+1..Ctrl+9), and the signals between them."""
+        s = self.state
+        self.playground = PlaygroundView(s)
+        self.labeling = LabelingView(s)
+        self.browse = BrowseView(s)
+        self.demonstrations = DemonstrationsView(s)
+        self.train = TrainView(s)
+        self.dashboard = Dashboard(s)
+        self.runs = RunsView(s)
+        self.rm_report = RMReportView(s)
+        self.arena = ArenaView(s)
+        for name, widget, tip in (
+                ("Playground", self.playground, "Chat with the loaded model"),
+                ("Label", self.labeling, "Compare two responses and pick the better one"),
+                ("Browse", self.browse, "Search, edit and delete labels"),
+                ("Demonstrations", self.demonstrations, "Write the ideal response to a prompt"),
+                ("Train", self.train, "SFT, reward model, DPO and PPO runs"),
+                ("Dashboard", self.dashboard, "Live curves, samples and alarms of a run"),
+                ("Runs", self.runs, "Every run of the project with its lineage"),
+                ("RM Report", self.rm_report, "How well a reward model ranks the held-out pairs"),
+                ("Arena", self.arena, "Blind comparison of two checkpoints")):
+            self.add_view(name, widget, tooltip=tip)
+        # A fresh project has no prompts yet: the Label view says so itself; a modal error at startup would not help.
+        self.labeling.queue.sig_failed.disconnect()
+        self.labeling.queue.sig_failed.connect(self._on_queue_failed)
+        self.train.sig_run_started.connect(self._on_run_started)
+        self.train.sig_run_finished.connect(self._on_run_finished)
+        self.dashboard.sig_alarm.connect(self._on_alarm)
+        self.dashboard.sig_warning.connect(lambda alarm: self.status.showMessage(f"Warning: {alarm['message']}"))
+        self.dashboard.sig_send_to_labeling.connect(
+            lambda text: self.status.showMessage(f"Added to the labeling queue: {text[:80]}", 8000))
+        self.runs.is_active = lambda run_id: self.train.runner.running and self.train.run_id == run_id
+        self.runs.sig_open_run.connect(self._open_run)
+        self.runs.sig_compare_run.connect(self._compare_run)
+        self.runs.sig_open_rm_report.connect(self.show_rm_report)
+        self.runs.sig_run_deleted.connect(lambda _id: self.train.refresh_choices())
+        menu = self.menus["dashboard"] = self.menus["view"].addMenu("&Dashboard Export")
+        menu.setObjectName("dashboardMenu")
+        menu.addActions(self.dashboard.export_actions())
+
+    def _on_queue_failed(self, info: dict) -> None:
+        if info.get("kind") == "user":
+            hint = f" ({info['hint']})" if info.get("hint") else ""
+            self.status.showMessage(f"Labeling: {info.get('message', '')}{hint}", 15000)
+        else:
+            show_error(self.labeling, info)
+
+    def _on_run_started(self, runner: JobRunner, run_id: int, stage: str) -> None:
+        self.dashboard.attach_job(runner, run_id, stage)
+        self.runs.refresh()
+        self.status.showMessage(f"Run #{run_id} started: follow it in the Dashboard", 8000)
+
+    def _on_run_finished(self, outcome: dict) -> None:
+        self.dashboard.detach_job()
+        self.runs.refresh()
+        if outcome["stage"] == "rm" and outcome["status"] == "done":
+            self.show_rm_report(outcome["run_id"])
+
+    def _on_alarm(self, alarm: dict) -> None:
+        if self.train.runner.running:
+            self.train.pause()
+        self.status.showMessage(f"Run paused by an alarm: {alarm['message']}")
+
+    def _open_run(self, run_id: int) -> None:
+        if self.state.project is not None:
+            self.dashboard.show_run(self.state.project, run_id)
+            self.show_view("Dashboard")
+
+    def _compare_run(self, run_id: int) -> None:
+        if not self.dashboard.add_overlay(run_id):
+            self.status.showMessage(f"Run #{run_id} cannot be overlaid on the current run (another stage?)", 8000)
+        self.show_view("Dashboard")
+
+    def show_rm_report(self, run_id: int) -> None:
+        """Score a reward-model run's held-out pairs in the RM Report view and show it."""
+        if self.state.project is not None:
+            self.rm_report.show_run(self.state.project, run_id)
+            self.show_view("RM Report")
 
     def view(self, name: str) -> QWidget:
         return self._views[name][0]
@@ -96,7 +190,7 @@ class MainWindow(QMainWindow):
         return list(self._views)
 
     def show_view(self, name: str) -> None:
-        self.tabs.setCurrentWidget(self._views[name][0])
+        self.tabs.setCurrentWidget(self._views[name][2])
 
     # -- projects -----------------------------------------------------------------------------
     def open_project(self, folder: str | Path, *, create: bool = False) -> bool:
@@ -184,6 +278,8 @@ class MainWindow(QMainWindow):
         recent.setObjectName("recentMenu")
         recent.aboutToShow.connect(self._fill_recent_menu)
         self._fill_recent_menu()
+        menu.addSeparator()
+        build_data_actions(self, menu)
         menu.addSeparator()
         self._action(menu, "&Quit", "actionQuit", self.close, QKeySequence.StandardKey.Quit, "Quit rlhf-desktop")
 
