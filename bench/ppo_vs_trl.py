@@ -9,7 +9,7 @@ The reward model is the same for both: a SmolLM2 sequence classifier (random LoR
 TRL gets it merged into a full model (and, as in TRL's example, its value model starts from it); ours
 loads it as a LoRA adapter on the policy's own base. TRL 1.12.0 is installed apart, under bench/out/.
 
-usage: python bench/ppo_vs_trl.py [--pairs 2] [--updates 3]
+usage: python bench/ppo_vs_trl.py [--pairs 3] [--updates 4]
 The last line printed is one JSON object with step_time_ratio and peak_memory_ratio (ours / TRL's).
 """
 
@@ -93,21 +93,23 @@ def side_env(side: str) -> dict[str, str]:
 
 
 def summarise(run: dict) -> dict:
-    """Seconds per update after the warm-up one, and the per-phase breakdown averaged the same way."""
+    """Seconds per update after the warm-up one (median: a neighbour's burst on a shared machine hits one
+    update, not the figure), and the per-phase breakdown taken the same way."""
     steady = run["update_seconds"][1:] or run["update_seconds"]
-    per_update = statistics.mean(steady)
+    per_update = statistics.median(steady)
     breakdown = {}
     for phase in PHASES[:-1]:
         values = run["breakdown"].get(phase, [0.0] * len(run["update_seconds"]))
-        breakdown[phase] = statistics.mean(values[1:] or values)
+        breakdown[phase] = statistics.median(values[1:] or values)
     breakdown["other"] = max(0.0, per_update - sum(breakdown.values()))
     return {"seconds_per_update": per_update, "breakdown": breakdown}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=2, help="TRL/ours pairs to run (at least 2)")
-    parser.add_argument("--updates", type=int, default=3, help="PPO updates per run (the first is warm-up)")
+    parser.add_argument("--pairs", type=int, default=3, help="TRL/ours pairs to run (at least 2)")
+    parser.add_argument("--updates", type=int, default=4, help="PPO updates per run (at least 3; the first is "
+                                                                  "warm-up)")
     parser.add_argument("--child", choices=["prepare", "ours", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -130,20 +132,21 @@ def main() -> None:
             started = time.perf_counter()
             run, peak = run_child(["--child", side, "--base", base, "--updates", str(args.updates)], side_env(side))
             summary = summarise(run) | {"peak_rss_bytes": peak, "updates": run["update_seconds"],
-                                        "wall_seconds": time.perf_counter() - started}
+                                        "wall_seconds": time.perf_counter() - started,
+                                        "load_average": os.getloadavg()[0]}  # other work on the machine
             results[side].append(summary)
             print(f"pair {pair + 1} {side:>4}: {summary['seconds_per_update']:6.2f} s/update "
                   f"(updates {', '.join(f'{u:.2f}' for u in run['update_seconds'])}), "
-                  f"peak RSS {peak / 2**30:.2f} GiB", flush=True)
+                  f"peak RSS {peak / 2**30:.2f} GiB, load average {summary['load_average']:.1f}", flush=True)
     report(results)
 
 
 def report(results: dict[str, list[dict]]) -> None:
-    print("\nwhere an update's time goes (seconds, mean over runs, warm-up excluded):")
+    print("\nwhere an update's time goes (seconds, median over runs, warm-up excluded):")
     print(f"{'phase':>22} {'TRL':>8} {'ours':>8}")
     for phase in PHASES:
-        trl = statistics.mean(r["breakdown"][phase] for r in results["trl"])
-        ours = statistics.mean(r["breakdown"][phase] for r in results["ours"])
+        trl = statistics.median(r["breakdown"][phase] for r in results["trl"])
+        ours = statistics.median(r["breakdown"][phase] for r in results["ours"])
         print(f"{phase:>22} {trl:8.2f} {ours:8.2f}")
     time_ratios = [o["seconds_per_update"] / t["seconds_per_update"] for t, o in zip(results["trl"], results["ours"])]
     mem_ratios = [o["peak_rss_bytes"] / t["peak_rss_bytes"] for t, o in zip(results["trl"], results["ours"])]
@@ -155,6 +158,8 @@ def report(results: dict[str, list[dict]]) -> None:
         "step_time_target_met": step_ratio <= 0.6, "peak_memory_target_met": mem_ratio <= 0.4,
         "trl_seconds_per_update": [round(r["seconds_per_update"], 3) for r in results["trl"]],
         "ours_seconds_per_update": [round(r["seconds_per_update"], 3) for r in results["ours"]],
+        "load_averages": [[round(t["load_average"], 2), round(o["load_average"], 2)]
+                          for t, o in zip(results["trl"], results["ours"])],
         "trl_peak_rss_bytes": [r["peak_rss_bytes"] for r in results["trl"]],
         "ours_peak_rss_bytes": [r["peak_rss_bytes"] for r in results["ours"]],
         "trl_breakdown": results["trl"][-1]["breakdown"], "ours_breakdown": results["ours"][-1]["breakdown"],

@@ -39,24 +39,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-Z95 = 1.959963984540054
+from rlhf_desktop.core.stats import Z95, wilson_interval  # noqa: F401 (re-exported)
+
 ARENA_SOURCE = "arena"
 SESSIONS_KEY = "arena_sessions"
 VOTES = ("a", "b", "tie", "both_bad")  # a vote from model A's side
 
 
 # -- rates with intervals --------------------------------------------------------------------
-def wilson_interval(k: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion k/n ((0, 1) when n is 0)."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = k / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(max(p * (1 - p) / n + z * z / (4 * n * n), 0.0)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def _rate(k: float, n: int) -> dict[str, Any]:
     low, high = wilson_interval(k, n)
     return {"rate": (k / n) if n else None, "ci_low": low, "ci_high": high, "count": k}

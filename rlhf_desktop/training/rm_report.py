@@ -17,19 +17,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from rlhf_desktop.core.errors import DataError
+from rlhf_desktop.core.stats import Z95, wilson_interval  # noqa: F401 (re-exported)
 
-Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal
-
-
-def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion; (0, 1) when n is 0."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1.0 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
