@@ -23,6 +23,7 @@ OVERLAY_ALPHA = 90
 RAW_ALPHA_SMOOTHED = 70  # the raw curve stays visible, faint, behind its EMA
 ALARM_COLORS = {"pause": "#c0392b", "warn": "#e67e22"}
 BACKGROUND = "w"
+LEFT_AXIS_WIDTH = 52  # px: room for labels such as -0.125 or 1.5e+03
 FOREGROUND = "#333333"
 
 
@@ -42,6 +43,9 @@ def style_plot(plot: pg.PlotItem, title: str = "") -> None:
         axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         axis.enableAutoSIPrefix(False)  # it rewrites the label's HTML on every range change
     plot.showGrid(x=False, y=True, alpha=0.15)
+    # A fixed width for the value axis: when new ticks change its label width pyqtgraph would
+    # otherwise re-lay out the whole layout, every plot included (measured: 90-120 ms paints).
+    plot.getAxis("left").setWidth(LEFT_AXIS_WIDTH)
 
 
 @contextmanager
