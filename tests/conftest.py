@@ -39,6 +39,16 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """Settings, log and default project in this test's own folder (the log handler re-pointed)."""
+    from rlhf_desktop.ui.errors import setup_logging
+
+    monkeypatch.setenv("RLHF_DESKTOP_DATA", str(tmp_path / "data"))
+    setup_logging()
+    return tmp_path / "data"
+
+
+@pytest.fixture
 def project(tmp_path):
     from rlhf_desktop.store import Project
 

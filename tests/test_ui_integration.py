@@ -11,7 +11,6 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 from rlhf_desktop.modeling.loading import load_model
 from rlhf_desktop.store import Project
 from rlhf_desktop.store.prompts import count_prompts
-from rlhf_desktop.ui.errors import setup_logging
 from rlhf_desktop.ui.main_window import MainWindow
 from test_training_support import seed_preferences
 
@@ -32,9 +31,7 @@ def dialogs(monkeypatch):
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch, dialogs):
-    monkeypatch.setenv("RLHF_DESKTOP_DATA", str(tmp_path / "data"))
-    setup_logging()
+def window(qtbot, tmp_path, data_dir, dialogs):
     w = MainWindow()
     qtbot.addWidget(w)
     w.set_project(Project.create(tmp_path / "proj"))

@@ -10,7 +10,6 @@ from PySide6.QtWidgets import QMessageBox
 
 from rlhf_desktop.core import paths
 from rlhf_desktop.core.errors import DataError
-from rlhf_desktop.ui.errors import setup_logging
 from rlhf_desktop.ui.jobs import JobManager, JobRunner
 
 # Qt warnings fail a test, except two from this environment: the offscreen platform's size hints,
@@ -19,12 +18,6 @@ pytestmark = [pytest.mark.qt_log_level_fail("WARNING"),
               pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints",
                                         "OpenType support missing")]
 
-
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("RLHF_DESKTOP_DATA", str(tmp_path / "data"))
-    setup_logging()
-    return tmp_path / "data"
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from rlhf_desktop.core.errors import ProjectError
 from rlhf_desktop.store import Project
 from rlhf_desktop.ui import settings
 from rlhf_desktop.ui.app import create_main_window, run_app
-from rlhf_desktop.ui.errors import install_excepthook, setup_logging
+from rlhf_desktop.ui.errors import install_excepthook
 from rlhf_desktop.ui.jobs import JobRunner
 from rlhf_desktop.ui.main_window import MainWindow
 from rlhf_desktop.ui.model_menu import load_options
@@ -30,13 +30,6 @@ pytestmark = [pytest.mark.qt_log_level_fail("WARNING"),
                                         "OpenType support missing")]
 LOAD_TIMEOUT_MS = 60_000
 
-
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    """Settings, log and default project in this test's own folder."""
-    monkeypatch.setenv("RLHF_DESKTOP_DATA", str(tmp_path / "data"))
-    setup_logging()
-    return tmp_path / "data"
 
 
 @pytest.fixture

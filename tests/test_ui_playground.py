@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from rlhf_desktop.ui.errors import setup_logging
 from rlhf_desktop.ui.main_window import MainWindow
 
 # Qt warnings fail a test, except two from this environment: the offscreen platform's size hints,
@@ -17,10 +16,8 @@ TIMEOUT_MS = 60_000
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch, tiny_model_dir):
+def window(qtbot, data_dir, tiny_model_dir):
     """A main window with the tiny model loaded (settings and log in this test's folder)."""
-    monkeypatch.setenv("RLHF_DESKTOP_DATA", str(tmp_path / "data"))
-    setup_logging()
     w = MainWindow()
     qtbot.addWidget(w)
     w.show()
