@@ -22,6 +22,7 @@ from rlhf_desktop.core.context import JobContext
 from rlhf_desktop.core.errors import ConfigError, DataError
 
 SETTING_KEY = "sampling"  # the project setting holding PairSettings as JSON
+RANKINGS = ("none", "uncertainty", "disagreement")  # see training/sampling_strategies.py
 
 
 # -- settings ---------------------------------------------------------------------------------
@@ -47,6 +48,12 @@ class PairSettings:
     idle_stop_s: float = field(default=120.0, metadata={
         "help": "the worker stops generating after this many seconds without a label"})
     max_tries: int = field(default=3, metadata={"help": "attempts before a prompt with identical candidates is skipped"})
+    ranking: str = field(default="none", metadata={
+        "help": "once a reward model exists, which pairs to keep: none (every pair generated), uncertainty "
+                "(the latest reward model's P(a > b) closest to 0.5) or disagreement (the two latest reward "
+                "models disagree most)"})
+    ranking_pool: int = field(default=3, metadata={
+        "help": "with a ranking, generate this many times more pairs than kept and keep the best"})
 
     def validate(self) -> None:
         require(self.temperature >= 0, "temperature", "must be >= 0")
@@ -61,6 +68,9 @@ class PairSettings:
         require(1 <= self.prompts_per_batch <= 32, "prompts_per_batch", "must be between 1 and 32")
         require(self.idle_stop_s > 0, "idle_stop_s", "must be > 0")
         require(1 <= self.max_tries <= 20, "max_tries", "must be between 1 and 20")
+        require(self.ranking in RANKINGS, "ranking", f"unknown ranking {self.ranking!r}",
+                hint=f"one of: {', '.join(RANKINGS)}")
+        require(1 <= self.ranking_pool <= 10, "ranking_pool", "must be between 1 and 10")
 
     def sampling(self, *, second: bool = False, seed: int | None = None):
         """The modeling SamplingConfig of the first (or second) candidate."""

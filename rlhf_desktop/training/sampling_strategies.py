@@ -104,6 +104,70 @@ def rank_pairs(pairs: Sequence[tuple[str, str, str]], strategy: str, scorers: Se
                       hint=f"one of {', '.join(RANKED_STRATEGIES)}")
 
 
+def ranking_checkpoints(project, strategy: str) -> list[dict[str, Any]]:
+    """The reward-model checkpoints a ranking uses, newest first: [{label, path, run_id, step}].
+
+    uncertainty: the latest checkpoint of the newest reward-model run. disagreement: the latest
+    checkpoints of the two newest reward-model runs, or, with a single run, its two latest checkpoints.
+    Runs whose checkpoint folders were deleted are skipped. ConfigError (with what to do) when there
+    are not enough.
+    """
+    from rlhf_desktop.store import runs as store
+
+    found: list[dict[str, Any]] = []
+    per_run: list[list[dict[str, Any]]] = []
+    for run in sorted(store.list_runs(project, "rm"), key=lambda r: r["id"], reverse=True):
+        ckpts = [c for c in reversed(store.list_checkpoints(project, run["id"])) if Path(c["abs_path"]).is_dir()]
+        if ckpts:
+            per_run.append([{"label": f"run {run['id']} RM step {c['step']}", "path": c["abs_path"],
+                             "run_id": run["id"], "step": c["step"]} for c in ckpts])
+    if strategy == "uncertainty":
+        found = [per_run[0][0]] if per_run else []
+        if not found:
+            raise ConfigError("uncertainty ranking needs a trained reward model", where="ranking",
+                              hint="train a reward model (Train > Reward model), or set the ranking to none")
+    elif strategy == "disagreement":
+        if len(per_run) >= 2:
+            found = [per_run[0][0], per_run[1][0]]
+        elif per_run and len(per_run[0]) >= 2:
+            found = per_run[0][:2]
+        if len(found) < 2:
+            raise ConfigError("disagreement ranking needs two reward models", where="ranking",
+                              hint="train a second reward model, or save two checkpoints in one run "
+                                   "(save_every below max_steps); or use the uncertainty ranking")
+    else:
+        raise ConfigError(f"unknown ranking strategy {strategy!r}", where="ranking",
+                          hint=f"one of: {', '.join(RANKED_STRATEGIES)}")
+    return found
+
+
+def load_scorers(project, strategy: str, ctx: JobContext | None = None) -> list[RewardScorer]:
+    """RewardScorers for `strategy` (see ranking_checkpoints), loaded once for many batches."""
+    scorers = []
+    for ckpt in ranking_checkpoints(project, strategy):
+        if ctx is not None:
+            ctx.check()
+            ctx.status(f"loading reward model {ckpt['label']} for {strategy} ranking")
+        scorers.append(RewardScorer(ckpt["path"]))
+    return scorers
+
+
+def fill_for_settings(project, loaded, count: int, settings, *, scorers: Sequence[Any] = (),
+                      checkpoint_id: int | None = None, seed: int | None = None, ctx: JobContext | None = None,
+                      on_pair: Callable[[Any], None] | None = None, exclude: set | None = None):
+    """`count` new pairs as the settings ask: every pair (ranking "none", `modeling.pairs.fill_pairs`) or
+    the best of ranking_pool x count by the settings' ranking (`fill_ranked_pairs`, with `scorers` from
+    `load_scorers`). What the candidate queue and `generate-pairs` call."""
+    from rlhf_desktop.modeling.pairs import fill_pairs
+
+    if settings.ranking == "none":
+        return fill_pairs(project, loaded, count, settings, checkpoint_id=checkpoint_id, seed=seed, ctx=ctx,
+                          on_pair=on_pair, exclude=exclude)
+    return fill_ranked_pairs(project, loaded, count, settings, strategy=settings.ranking, scorers=scorers,
+                             pool_factor=settings.ranking_pool, checkpoint_id=checkpoint_id, seed=seed, ctx=ctx,
+                             on_pair=on_pair, exclude=exclude)
+
+
 def fill_ranked_pairs(project, loaded, count: int, settings=None, *, strategy: str = "uncertainty",
                       scorers: Sequence[Any] = (), pool_factor: int = 3, checkpoint_id: int | None = None,
                       seed: int | None = None, ctx: JobContext | None = None,

@@ -4,7 +4,9 @@ The worker lives in its own QThread with its own Project connection (an SQLite c
 to one thread) and a reference to the loaded model. It first takes pairs generated earlier and
 never labeled (`pending_pairs`), then generates batches of `prompts_per_batch` new pairs with
 `fill_pairs` whenever ready + in transit < depth (on a CPU, batching is what keeps generation ahead
-of an operator: see bench/labeling_ui.py). It pauses when the operator has not labeled for `idle_stop_s`, and stops, mid
+of an operator: see bench/labeling_ui.py). With a ranking in the settings (uncertainty or
+disagreement, once a reward model exists) it loads that reward model once and keeps the best pairs
+of a larger pool instead (training/sampling_strategies.py). It pauses when the operator has not labeled for `idle_stop_s`, and stops, mid
 generation, on a model change or on close. The GUI side only ever touches the ready deque.
 """
 
@@ -19,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QLineEdit,
+from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QLineEdit,
                                QSpinBox, QWidget)
 
 from rlhf_desktop.core.context import JobContext
 from rlhf_desktop.core.errors import Cancelled
-from rlhf_desktop.modeling.pairs import PairSettings, ReadyPair, fill_pairs, pending_pairs
+from rlhf_desktop.modeling.pairs import RANKINGS, STRATEGIES, PairSettings, ReadyPair, pending_pairs
+from rlhf_desktop.training.sampling_strategies import fill_for_settings, load_scorers
 from rlhf_desktop.ui.errors import error_info, log_error
 
 
@@ -71,6 +74,7 @@ class _QueueWorker(QObject):
         self.ctx = JobContext()
         self._exclude: set[int] = set()  # prompts whose candidates stayed identical
         self._emitted: set[str] = set()  # pair keys this worker handed out
+        self._scorers: list | None = None  # reward models of the settings' ranking, loaded on first use
 
     @Slot()
     def run(self) -> None:
@@ -124,13 +128,16 @@ class _QueueWorker(QObject):
                 self._emit(pair)
             if stored:
                 continue
-            state = "generating"
+            if self.settings.ranking != "none" and self._scorers is None:
+                self.sig_status.emit(self.token, f"loading reward model for {self.settings.ranking} ranking")
+                self._scorers = load_scorers(project, self.settings.ranking, self.ctx)  # once per worker
+            state = "generating" if self.settings.ranking == "none" else f"generating ({self.settings.ranking})"
             self.sig_status.emit(self.token, state)
             # Always a full batch, even when fewer are wanted: the batch costs little more than one
             # pair, and extra pairs are stored (never lost), so the deque may end above its depth.
-            report = fill_pairs(project, self.loaded, self.settings.prompts_per_batch, self.settings,
-                                checkpoint_id=self.checkpoint_id,
-                                ctx=self.ctx, on_pair=self._emit, exclude=self._exclude)
+            report = fill_for_settings(project, self.loaded, self.settings.prompts_per_batch, self.settings,
+                                       scorers=self._scorers or (), checkpoint_id=self.checkpoint_id,
+                                       ctx=self.ctx, on_pair=self._emit, exclude=self._exclude)
             if report.pairs == 0 and not self.ctx.should_stop():
                 self.sig_status.emit(self.token, "no prompts left to pair")
                 return
@@ -322,6 +329,9 @@ class PairSettingsDialog(QDialog):
         self._int("queue_depth", settings.queue_depth, 1, 100, form)
         self._int("prompts_per_batch", settings.prompts_per_batch, 1, 32, form)
         self._spin("idle_stop_s", settings.idle_stop_s, 5.0, 3600.0, 5.0, form)
+        self._choice("strategy", settings.strategy, sorted(STRATEGIES), form)
+        self._choice("ranking", settings.ranking, list(RANKINGS), form)
+        self._int("ranking_pool", settings.ranking_pool, 1, 10, form)
         system = QLineEdit(settings.system_prompt)
         self._fields["system_prompt"] = system
         form.addRow("system_prompt", system)
@@ -347,6 +357,12 @@ class PairSettingsDialog(QDialog):
         box.setValue(value)
         self._add(name, box, form)
 
+    def _choice(self, name: str, value: str, choices: list[str], form: QFormLayout) -> None:
+        box = QComboBox()
+        box.addItems(choices)
+        box.setCurrentText(value)
+        self._add(name, box, form)
+
     def _add(self, name: str, box: QWidget, form: QFormLayout) -> None:
         from dataclasses import fields
 
@@ -361,7 +377,12 @@ class PairSettingsDialog(QDialog):
 
         values: dict[str, Any] = {}
         for name, box in self._fields.items():
-            values[name] = box.text() if isinstance(box, QLineEdit) else box.value()
+            if isinstance(box, QLineEdit):
+                values[name] = box.text()
+            elif isinstance(box, QComboBox):
+                values[name] = box.currentText()
+            else:
+                values[name] = box.value()
         if values["temperature_b"] < 0:
             values["temperature_b"] = None
         settings = replace(self._base, **values)

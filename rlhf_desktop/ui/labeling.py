@@ -346,14 +346,17 @@ class LabelingView(QWidget):
             self._update_criterion()
             return
         self._history.append((ids, pair))
-        self._count([o for o, _ in shown.choices.values()], +1)
+        self._count([o for o, _ in shown.choices.values()], +1, pair.strategy)
         self.queue.note_activity()
         self._advance()  # committed above: only now does the next pair appear
         self.sig_labeled.emit(ids)
 
-    def _count(self, outcomes: list[str], sign: int) -> None:
+    def _count(self, outcomes: list[str], sign: int, strategy: str | None = None) -> None:
         self.stats["today"] += sign
         self.stats["total"] += sign
+        if strategy:
+            by_strategy = self.stats.setdefault("by_strategy", {})
+            by_strategy[strategy] = by_strategy.get(strategy, 0) + sign * len(outcomes)
         for outcome in outcomes:
             if outcome in ("left", "right"):
                 self.stats[outcome] += sign
@@ -428,7 +431,7 @@ class LabelingView(QWidget):
             show_error(self, exc)
             return
         self._history.append(([result["comparison_id"]], pair))
-        self._count([dialog.side()], +1)
+        self._count([dialog.side()], +1, pair.strategy)
         self.queue.note_activity()
         self._advance()
         self.sig_labeled.emit([result["comparison_id"]])
@@ -454,7 +457,7 @@ class LabelingView(QWidget):
     def refresh_stats(self) -> None:
         """Re-read today's and total counts and the left/right split from the store."""
         if self.project is None:
-            self.stats = {"today": 0, "total": 0, "left": 0, "right": 0}
+            self.stats = {"today": 0, "total": 0, "left": 0, "right": 0, "by_strategy": {}}
         else:
             from rlhf_desktop.store.labels import label_stats
 
@@ -462,7 +465,8 @@ class LabelingView(QWidget):
             stats = label_stats(self.project)
             by_outcome = stats.get("by_outcome", {})
             self.stats = {"today": stats.get("today", 0), "total": stats.get("total", 0),
-                          "left": by_outcome.get("left", 0), "right": by_outcome.get("right", 0)}
+                          "left": by_outcome.get("left", 0), "right": by_outcome.get("right", 0),
+                          "by_strategy": dict(stats.get("by_strategy", {}))}
         self._update_counters()
 
     def pace(self) -> float:
@@ -484,12 +488,17 @@ class LabelingView(QWidget):
         rate = self.left_rate()
         bias = "–" if rate is None else f"{100 * rate:.0f}%"
         warn = rate is not None and self.stats["left"] + self.stats["right"] >= 20 and abs(rate - 0.5) > 0.15
+        strategies = {k: v for k, v in sorted(self.stats.get("by_strategy", {}).items()) if v > 0}
+        by_strategy = ""
+        if set(strategies) - {"random"}:  # only worth a place once a second strategy produced labels
+            by_strategy = " · By strategy " + ", ".join(f"{k} <b>{v}</b>" for k, v in strategies.items())
         self.counters.setText(
             f"Today <b>{self.stats['today']}</b> · Total <b>{self.stats['total']}</b> · "
             f"Queue <b>{self.queue.depth()}</b> · Pace <b>{self.pace():.1f}</b>/min · "
-            f"Left chosen <b>{'<font color=#c0392b>' + bias + '</font>' if warn else bias}</b>")
+            f"Left chosen <b>{'<font color=#c0392b>' + bias + '</font>' if warn else bias}</b>{by_strategy}")
         self.counters.setToolTip("Left chosen: how often the left side won among left/right choices; "
-                                 "far from 50% suggests a position bias.")
+                                 "far from 50% suggests a position bias.\nBy strategy: labels per way of "
+                                 "choosing pairs (random, uncertainty, disagreement, arena, ...).")
 
     def _update_criterion(self) -> None:
         if len(self.criteria) > 1 and self.current is not None:

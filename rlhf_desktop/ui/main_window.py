@@ -31,7 +31,7 @@ from rlhf_desktop.ui.demonstrations import DemonstrationsView
 from rlhf_desktop.ui.errors import log, show_error
 from rlhf_desktop.ui.jobs import JobRunner
 from rlhf_desktop.ui.labeling import LabelingView
-from rlhf_desktop.ui.model_menu import build_model_menu, load_model_job, load_options
+from rlhf_desktop.ui.model_menu import CHECKPOINT_PREFIX, build_model_menu, load_model_job, load_options
 from rlhf_desktop.ui.playground import PlaygroundView
 from rlhf_desktop.ui.rm_report_view import RMReportView
 from rlhf_desktop.ui.runs_view import RunsView
@@ -244,6 +244,8 @@ class MainWindow(QMainWindow):
         options = options if options is not None else load_options()
         started = time.monotonic()
         label = "default model" if spec == "default" else Path(spec).name
+        if spec.startswith(CHECKPOINT_PREFIX):
+            label = spec.replace(":", " ")
 
         def done(loaded: Any) -> None:
             self.state.set_model(loaded)
@@ -254,7 +256,9 @@ class MainWindow(QMainWindow):
             log.info("loaded model %s (%s) in %.1f s", loaded.name, loaded.source, seconds)
 
         self.state.sig_model_loading.emit(label)
-        return self.state.jobs.start("model", f"Loading {label}", load_model_job, spec, options, on_finished=done)
+        folder = str(self.state.project.folder) if self.state.project is not None else None
+        return self.state.jobs.start("model", f"Loading {label}", load_model_job, spec, options, folder,
+                                     on_finished=done)
 
     # -- menus --------------------------------------------------------------------------------
     def _action(self, menu: QMenu, text: str, name: str, slot: Callable[..., Any],

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMenu
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu, QMessageBox
 
 from rlhf_desktop.core.context import JobContext
 from rlhf_desktop.ui import settings
@@ -38,12 +38,37 @@ def load_options() -> Any:
                        **{key: settings.get_value(f"model/{key}", False, bool) for key, _, _ in OPT_INS})
 
 
-def load_model_job(ctx: JobContext, spec: str, options: Any) -> Any:
-    """Worker side: load (and for 'default', convert once) the model `spec`."""
+CHECKPOINT_PREFIX = "checkpoint:"  # a model spec naming a training checkpoint of the open project
+
+
+def load_model_job(ctx: JobContext, spec: str, options: Any, project_folder: str | None = None) -> Any:
+    """Worker side: load (and for 'default', convert once) the model `spec`.
+
+    "checkpoint:<id>" loads a checkpoint of the project in `project_folder` (a LoRA one merged into its
+    base): any checkpoint can so become the model that generates new candidate pairs.
+    """
     from rlhf_desktop.modeling.loading import load_model
 
     ctx.status(f"loading {spec}")
+    if spec.startswith(CHECKPOINT_PREFIX):
+        from rlhf_desktop.core.errors import ProjectError
+        from rlhf_desktop.store import Project
+        from rlhf_desktop.training.evaluation import load_contestant
+
+        if project_folder is None:
+            raise ProjectError(f"{spec} names a checkpoint, but no project is open",
+                               hint="open the project whose run saved it first")
+        with Project.open(project_folder) as project:
+            return load_contestant(project, spec)
     return load_model(spec, options, ctx=ctx)
+
+
+def checkpoint_choices(project: Any) -> list[tuple[str, str]]:
+    """(label, spec) of every policy checkpoint (SFT, DPO, PPO) of the project, newest run first."""
+    from rlhf_desktop.training.evaluation import contestants
+
+    found = [(c["label"], c["spec"]) for c in contestants(project) if c["checkpoint_id"] is not None]
+    return list(reversed(found))
 
 
 def _choice_menu(parent: QMenu, title: str, key: str, choices: list[tuple[str, str]]) -> QMenu:
@@ -81,6 +106,9 @@ def build_model_menu(window: "MainWindow") -> QMenu:
         "Load a .gguf file (dequantized on load)")
     add("Use &Default Model", "actionDefaultModel", lambda: window.load_model("default"), None,
         "Load the embedded SmolLM2-135M-Instruct (converted once on first use)")
+    add("Load &Checkpoint…", "actionLoadCheckpoint", lambda: _load_checkpoint(window), None,
+        "Load a checkpoint of one of this project's runs (SFT, DPO or PPO), e.g. to generate the next "
+        "candidate pairs with the tuned model")
     add("&Unload Model", "actionUnloadModel", lambda: window.state.set_model(None), None,
         "Release the loaded model's memory")
     menu.addSeparator()
@@ -111,3 +139,19 @@ def _load_gguf(window: "MainWindow") -> None:
     if path:
         settings.set_value("model/last_dir", str(Path(path).parent))
         window.load_model(path)
+
+
+def _load_checkpoint(window: "MainWindow") -> None:
+    project = window.state.project
+    if project is None:
+        QMessageBox.information(window, "Load checkpoint", "Open a project first: checkpoints belong to its runs.")
+        return
+    choices = checkpoint_choices(project)
+    if not choices:
+        QMessageBox.information(window, "Load checkpoint",
+                                "This project has no SFT, DPO or PPO checkpoint yet. Train one in the Train tab.")
+        return
+    label, ok = QInputDialog.getItem(window, "Load checkpoint", "Checkpoint (LoRA merged into its base):",
+                                     [text for text, _ in choices], 0, False)
+    if ok and label:
+        window.load_model(dict(choices)[label])
