@@ -11,7 +11,8 @@ from PySide6.QtGui import QImage
 
 from rlhf_desktop.store import runs as run_store
 from rlhf_desktop.training.alarms import AlarmConfig, synthetic_ppo_rows
-from rlhf_desktop.ui.dashboard import DRAIN_INTERVAL_MS, PANELS_PER_TICK, Dashboard
+from rlhf_desktop.ui.dashboard import (DRAIN_INTERVAL_MS, MIN_LIVE_X_WINDOW, PANELS_PER_TICK, Y_MOVES_PER_TICK,
+                                       Dashboard)
 from rlhf_desktop.ui.dashboard_settings import AlarmSettingsDialog
 
 N = 10_000
@@ -71,8 +72,44 @@ def test_a_timer_tick_redraws_a_few_plots_and_the_next_ticks_the_rest(dash):
         ticks += 1
     assert ticks == -(-len(dash.panels) // PANELS_PER_TICK)  # every plot drawn, none twice
     assert all(len(p.curves) >= 1 for p in dash.panels)
-    dash._tick()  # nothing left: the timer stops until new rows arrive
-    assert not dash._timer.isActive()
+    # y ranges follow the data one plot a tick (each move re-renders an axis), then the timer stops
+    windows = [p.y_window for p in dash.panels]
+    for _ in range(len(dash.panels) + 1):
+        if not dash._timer.isActive():
+            break
+        dash._tick()
+        now = [p.y_window for p in dash.panels]
+        assert sum(a != b for a, b in zip(windows, now)) <= Y_MOVES_PER_TICK
+        windows = now
+    assert not dash._timer.isActive() and not dash._y_pending
+    assert all(w is not None for w in windows)
+    for p in dash.panels:  # every plot's data inside its range
+        y = np.concatenate([raw.getOriginalDataset()[1] for raw, _s in p.curves.values()])
+        assert p.y_window[0] <= y.min() and y.max() <= p.y_window[1], p.title
+
+
+def test_a_live_runs_layout_is_set_before_its_rows_and_stays_put_while_they_stream(dash):
+    """Axes laid out ahead of the data: titles (with their legends) never change mid-run, the x axis
+    spans MIN_LIVE_X_WINDOW steps before the first row, and y ranges keep headroom, so a stream of
+    rows rarely re-renders axes (bench/dashboard.py measures what that buys)."""
+    dash.begin_run(3, "ppo")
+    titles = [p.plot.titleLabel.text for p in dash.panels]
+    assert "rlhf reward" in panel(dash, "Reward").plot.titleLabel.text  # the legend, from the stage's series
+    x0 = dash.panels[0].view_box.viewRange()[0]
+    assert x0[0] <= 0 and x0[1] >= MIN_LIVE_X_WINDOW[0]
+    rows = synthetic_ppo_rows(40, "clean")
+    moves = {p.title: 0 for p in dash.panels}
+    for p in dash.panels:
+        p.view_box.sigYRangeChanged.connect(lambda *_a, t=p.title: moves.__setitem__(t, moves[t] + 1))
+    for row in rows:
+        dash.append_metrics(3, [row])
+        dash._tick()
+    for _ in range(len(dash.panels)):
+        dash._tick()
+    assert [p.plot.titleLabel.text for p in dash.panels] == titles
+    assert dash.panels[0].view_box.viewRange()[0] == x0  # 40 steps fit the first window
+    assert all(p.curves for p in dash.panels)
+    assert max(moves.values()) <= 4, moves  # 40 rows, a handful of y moves (nice bounds, headroom)
 
 
 @pytest.mark.parametrize("scenario, kinds, panel_title", [

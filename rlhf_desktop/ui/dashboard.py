@@ -31,7 +31,9 @@ from rlhf_desktop.ui.plots import BACKGROUND, MetricPanel, nice_step
 
 DRAIN_INTERVAL_MS = 150  # 6-7 redraws a second at most, whatever the step rate
 PANELS_PER_TICK = 3  # plots redrawn per timer tick; the others follow on the next ticks
+Y_MOVES_PER_TICK = 1  # y ranges moved per timer tick (a move re-renders an axis); the others follow
 COLUMNS = 3
+MIN_LIVE_X_WINDOW = (50.0, 120.0)  # (steps, seconds): a live run's x axis spans at least this much
 DEFAULT_SMOOTHING = 0.6
 
 
@@ -70,10 +72,12 @@ class Dashboard(StoreMixin, ExportMixin, QWidget):
         self._x_window: tuple[float, float] | None = None
         self._pending: dict[int, list[tuple]] = {}
         self._dirty: dict[int, set[str]] = {}  # run -> keys with rows not drawn yet
+        self._y_pending: dict[int, None] = {}  # panels (by index, in order) whose y range may have to move
         self._shown_keys: set[str] = set()  # every key some plot shows
         self._next_panel = 0
         self._pending_samples: list[tuple[int, int, list[dict[str, Any]]]] = []
         self._max_length: dict[int, float | None] = {}
+        self._planned_steps: float | None = None  # max_steps of the live run, when its config says
         self._attached: list[tuple[Any, Any]] = []  # (signal, slot) of the followed job
         self._init_store()
         self._build_ui()
@@ -170,6 +174,8 @@ class Dashboard(StoreMixin, ExportMixin, QWidget):
         if max_length is None and info is not None:
             max_length = config_max_length(info.get("config") or {})
         self._max_length[run_id] = max_length
+        planned = ((info or {}).get("config") or {}).get("max_steps")
+        self._planned_steps = float(planned) if isinstance(planned, (int, float)) and planned > 0 else None
         self.monitors[run_id] = AlarmMonitor(self.alarm_config, max_length=max_length)
         self.alarms.setdefault(run_id, [])
         self.live = run_id
@@ -234,7 +240,7 @@ class Dashboard(StoreMixin, ExportMixin, QWidget):
             if run_id == self.current and self.follow_latest:
                 self.samples_panel.show_rows(step, rows, "latest")
         self._draw_dirty(panels)
-        if not self._dirty and not self._pending and not self._pending_samples:
+        if not self._dirty and not self._pending and not self._pending_samples and not self._y_pending:
             self._timer.stop()
 
     def _tick(self) -> None:
@@ -269,6 +275,7 @@ class Dashboard(StoreMixin, ExportMixin, QWidget):
         """Redraw the plots whose series got rows, at most `limit` of them, round robin."""
         if not self._dirty or not self.panels:
             self._dirty.clear()
+            self._follow_y(None if limit is None else Y_MOVES_PER_TICK)
             return
         count, drawn, start = len(self.panels), 0, self._next_panel
         for offset in range(count):
@@ -285,9 +292,21 @@ class Dashboard(StoreMixin, ExportMixin, QWidget):
             if work:
                 drawn += 1
                 if self.follow_view and not self.log_y:
-                    panel.follow_y()
+                    self._y_pending[index] = None
         self._dirty = {run_id: keys for run_id, keys in self._dirty.items() if keys}
+        self._follow_y(None if limit is None else Y_MOVES_PER_TICK)
         self._follow_x()
+
+    def _follow_y(self, moves: int | None) -> None:
+        """Let the plots with new data follow it in y; at most `moves` ranges actually move per call
+        (each move re-renders an axis and its grid), the rest on the next ticks."""
+        moved = 0
+        for index in list(self._y_pending):
+            if moves is not None and moved >= moves:
+                break
+            del self._y_pending[index]
+            if index < len(self.panels) and self.panels[index].follow_y():
+                moved += 1
 
     def _raise_alarm(self, run_id: int, alarm: Alarm) -> None:
         self.alarms.setdefault(run_id, []).append(alarm)
@@ -327,6 +346,8 @@ class Dashboard(StoreMixin, ExportMixin, QWidget):
             panel = MetricPanel(self.glw.ci, i // COLUMNS, i % COLUMNS, spec.title)
             panel.spec = spec
             panel.shown_keys = {k for _label, candidates in spec.series for k in candidates}
+            panel.set_legend([label for label, _candidates in spec.series])
+            panel.prepare(len(spec.series))
             panel.set_log(self.log_y)
             if i // COLUMNS == last_row or i + COLUMNS >= len(specs):
                 panel.plot.setLabel("bottom", "seconds since start" if self.wall else "step", color="#555555")
@@ -337,7 +358,7 @@ class Dashboard(StoreMixin, ExportMixin, QWidget):
             panel.view_box.sigRangeChangedManually.connect(self._user_moved_view)
             self.panels.append(panel)
         self._shown_keys = set().union(*(p.shown_keys for p in self.panels)) if self.panels else set()
-        self._x_window, self._dirty = None, {}
+        self._x_window, self._dirty, self._y_pending = None, {}, {}
         for run_id in [*self.overlays, self.current]:
             if run_id is not None:
                 self._draw_run(self.runs[run_id], None)
@@ -364,13 +385,22 @@ class Dashboard(StoreMixin, ExportMixin, QWidget):
             return
         extent = [self._run_extent(self.runs[r]) for r in [self.current, *self.overlays] if r is not None]
         extent = [e for e in extent if e is not None]
+        live = self.current is not None and self.current == self.live
         if not extent:
+            if live and self._x_window is None:  # a run about to stream: its axes are laid out before it does
+                self._x_window = (0.0, MIN_LIVE_X_WINDOW[1] if self.wall else
+                                  min(MIN_LIVE_X_WINDOW[0], self._planned_steps or 1e18))
+                self.panels[0].view_box.setXRange(*self._x_window, padding=0.01)
             return
         lo, hi = min(e[0] for e in extent), max(e[1] for e in extent)
         if self._x_window is not None and self._x_window[0] <= lo and hi <= self._x_window[1]:
             return
-        live = self.current is not None and self.current == self.live
-        self._x_window = (lo, lo + nice_step(1.5 * (hi - lo))) if live else (lo, max(hi, lo + 1.0))
+        if live:  # room to grow into, and at least MIN_LIVE_X_WINDOW from the start (the first steps
+            # would otherwise move every axis of every plot several times in the first seconds)
+            minimum = MIN_LIVE_X_WINDOW[1] if self.wall else min(MIN_LIVE_X_WINDOW[0], self._planned_steps or 1e18)
+            self._x_window = (lo, lo + max(minimum, nice_step(1.5 * (hi - lo))))
+        else:
+            self._x_window = (lo, max(hi, lo + 1.0))
         self.panels[0].view_box.setXRange(*self._x_window, padding=0.01)
 
     def _run_extent(self, run: RunData) -> tuple[float, float] | None:
@@ -400,8 +430,6 @@ class Dashboard(StoreMixin, ExportMixin, QWidget):
             # an overlay shows only its smoothed curve when there is one: less clutter
             panel.set_series(run.run_id, key, text, index, overlay, run.x_of(series, self.wall),
                              series.y.view(), smooth, show_raw=not (overlay and smooth is not None))
-        if panel.legend_dirty:
-            panel.refresh_legend(self.current)
 
     def curve(self, run_id: int, key: str) -> pg.PlotDataItem | None:
         """The raw curve of `key` for a run (None when not plotted)."""
@@ -431,8 +459,6 @@ class Dashboard(StoreMixin, ExportMixin, QWidget):
         for run_id in [*self.overlays, self.current]:
             if run_id is not None:
                 self._draw_run(self.runs[run_id], None)
-        for panel in self.panels:
-            panel.refresh_legend(self.current)
 
     def set_log_y(self, on: bool) -> None:
         self.log_y = bool(on)

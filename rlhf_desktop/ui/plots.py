@@ -25,6 +25,7 @@ ALARM_COLORS = {"pause": "#c0392b", "warn": "#e67e22"}
 BACKGROUND = "w"
 LEFT_AXIS_WIDTH = 52  # px: room for labels such as -0.125 or 1.5e+03
 FOREGROUND = "#333333"
+Y_HEADROOM = 0.25  # when data leaves a plot's y range, the new range leaves this much of its span spare
 
 
 def style_plot(plot: pg.PlotItem, title: str = "") -> None:
@@ -111,10 +112,11 @@ class MetricPanel:
         self.plot.setClipToView(True)
         self.plot.setDownsampling(auto=True, mode="peak")
         self.plot.setMenuEnabled(False)  # our toolbar has the options; the stock menu would fight them
+        self.plot.disableAutoRange()  # the dashboard sets ranges (follow_y, its x window, Fit)
         self.curves: dict[tuple[int, str], tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
         self.labels: dict[str, str] = {}  # key -> series label
         self.markers: list[pg.InfiniteLine] = []
-        self.legend_dirty = False
+        self._spare: list[tuple[pg.PlotDataItem, pg.PlotDataItem]] = []  # curves made ahead (prepare)
         self.y_window: tuple[float, float] | None = None  # the y range set by follow_y
         self.cursor = pg.InfiniteLine(angle=90, pen=pg.mkPen("#888888", style=Qt.PenStyle.DashLine))
         self.selected = pg.InfiniteLine(angle=90, pen=pg.mkPen("#2c3e50", width=1.5))
@@ -135,20 +137,28 @@ class MetricPanel:
         """Create the run's curves for `key` once, then only hand them new arrays."""
         pair = self.curves.get((run_id, key))
         if pair is None:
-            pair = (pg.PlotDataItem(), pg.PlotDataItem())
-            for item in pair:
-                self.plot.addItem(item)
+            pair = self._spare.pop() if self._spare else self._new_pair()
             self.curves[(run_id, key)] = pair
             self.labels[key] = label
             self._style(pair, index, overlay, smooth is not None)
-            if not overlay:
-                self.legend_dirty = True
         raw, smoothed = pair
         raw.setData(x, y, skipFiniteCheck=True)
         raw.setVisible(show_raw)
         if smooth is not None:
             smoothed.setData(x, smooth, skipFiniteCheck=True)
         smoothed.setVisible(smooth is not None)
+
+    def _new_pair(self) -> tuple[pg.PlotDataItem, pg.PlotDataItem]:
+        pair = (pg.PlotDataItem(), pg.PlotDataItem())
+        for item in pair:
+            self.plot.addItem(item)
+        return pair
+
+    def prepare(self, count: int) -> None:
+        """Create `count` (raw, smoothed) curve pairs ahead of the data, empty: adding items to a plot
+        is the costly part of a series' first drawing, and a live run's first rows all come at once."""
+        while len(self._spare) < count:
+            self._spare.append(self._new_pair())
 
     def restyle(self, run_id: int, key: str, index: int, overlay: bool, smoothing: bool) -> None:
         pair = self.curves.get((run_id, key))
@@ -167,21 +177,18 @@ class MetricPanel:
         raw.setZValue(0 if overlay else 5)
         smoothed.setZValue(1 if overlay else 6)
 
-    def refresh_legend(self, run_id: int | None) -> None:
-        """Name the current run's series in the title, in their colours (only where there are several).
+    def set_legend(self, labels: list[str]) -> None:
+        """Name the panel's series in the title, in their colours (only where there are several).
 
-        A legend inside the view would cover the newest points, which is where users look.
+        Set once, when the panel is built, from the stage's series (a series colour is its index):
+        a title that changed as curves appeared would re-lay out the whole grid of plots in the
+        middle of a live run (measured: 60-140 ms paints). A legend inside the view would cover
+        the newest points, which is where users look.
         """
-        self.legend_dirty = False
-        mine = [key for (rid, key) in self.curves if rid == run_id]
-        if len(mine) < 2:
+        if len(labels) < 2:
             self.plot.setTitle(self.title, color=FOREGROUND, size="10pt")
             return
-        names = []
-        for key in mine:
-            raw, smoothed = self.curves[(run_id, key)]
-            pen = (smoothed if smoothed.isVisible() else raw).opts["pen"]
-            names.append(f"<span style='color:{pg.mkPen(pen).color().name()}'>━ {self.labels.get(key, key)}</span>")
+        names = [f"<span style='color:{color(i).name()}'>━ {text}</span>" for i, text in enumerate(labels)]
         self.plot.setTitle(f"{self.title} &nbsp; <span style='font-size:8pt'>{' '.join(names)}</span>",
                            color=FOREGROUND, size="10pt")
 
@@ -206,17 +213,25 @@ class MetricPanel:
         self.markers.append(line)
         return line
 
-    def follow_y(self) -> None:
-        """Set the y range to the data's bounds widened to whole ticks; only when the data leaves it."""
+    def follow_y(self) -> bool:
+        """Set the y range to the data's bounds widened to whole ticks, only when the data leaves it;
+        True when the range moved."""
         bounds = [(float(y.min()), float(y.max())) for raw, _s in self.curves.values()
                   if (y := raw.getOriginalDataset()[1]) is not None and len(y)]
         if not bounds:
-            return
+            return False
         lo, hi = min(b[0] for b in bounds), max(b[1] for b in bounds)
         if self.y_window is not None and self.y_window[0] <= lo and hi <= self.y_window[1]:
-            return
+            return False
+        # Headroom on the side the data left by: a value that keeps creeping up (reward, KL) moves
+        # the axis every few steps otherwise, and each move re-renders the axis and its grid.
+        span = hi - lo if hi > lo else (abs(hi) or 1.0)
+        if self.y_window is not None:
+            lo = lo - Y_HEADROOM * span if lo < self.y_window[0] else lo
+            hi = hi + Y_HEADROOM * span if hi > self.y_window[1] else hi
         self.y_window = nice_bounds(lo, hi)
         self.plot.setYRange(*self.y_window, padding=0.02)
+        return True
 
     def set_log(self, on: bool) -> None:
         self.plot.setLogMode(x=False, y=on)
