@@ -272,7 +272,13 @@ class Dashboard(StoreMixin, ExportMixin, QWidget):
             self._update_extra_choices()
 
     def _draw_dirty(self, limit: int | None) -> None:
-        """Redraw the plots whose series got rows, at most `limit` of them, round robin."""
+        """Redraw the plots whose series got rows, at most `limit` of them, round robin.
+
+        With a limit (a timer tick), a tick that has to move the shared x window does only that: the
+        move re-renders every plot, the new rows are drawn on the next tick.
+        """
+        if limit is not None and self._dirty and self._follow_x():
+            return
         if not self._dirty or not self.panels:
             self._dirty.clear()
             self._follow_y(None if limit is None else Y_MOVES_PER_TICK)
@@ -351,8 +357,8 @@ class Dashboard(StoreMixin, ExportMixin, QWidget):
             panel.set_log(self.log_y)
             if i // COLUMNS == last_row or i + COLUMNS >= len(specs):
                 panel.plot.setLabel("bottom", "seconds since start" if self.wall else "step", color="#555555")
-            else:  # x is shared (linked): its values are read on the lowest plot of each column
-                panel.plot.getAxis("bottom").setStyle(showValues=False)
+            else:  # x is shared (linked): read on the lowest plot of each column; an axis fewer per
+                panel.plot.hideAxis("bottom")  # plot to re-render when the x window grows
             if self.panels:
                 panel.plot.setXLink(self.panels[0].plot)
             panel.view_box.sigRangeChangedManually.connect(self._user_moved_view)
@@ -380,28 +386,32 @@ class Dashboard(StoreMixin, ExportMixin, QWidget):
                 panel.follow_y()
         self._follow_x()
 
-    def _follow_x(self) -> None:
+    def _follow_x(self) -> bool:
+        """Move the shared x window when the data left it; True when it moved."""
+        window = self._x_target()
+        if window is None:
+            return False
+        self._x_window = window
+        self.panels[0].view_box.setXRange(*window, padding=0.01)
+        return True
+
+    def _x_target(self) -> tuple[float, float] | None:
+        """The x window the data needs, or None when the current one holds it (or the user moved it)."""
         if not self.follow_view or not self.panels:
-            return
+            return None
         extent = [self._run_extent(self.runs[r]) for r in [self.current, *self.overlays] if r is not None]
         extent = [e for e in extent if e is not None]
         live = self.current is not None and self.current == self.live
-        if not extent:
-            if live and self._x_window is None:  # a run about to stream: its axes are laid out before it does
-                self._x_window = (0.0, MIN_LIVE_X_WINDOW[1] if self.wall else
-                                  min(MIN_LIVE_X_WINDOW[0], self._planned_steps or 1e18))
-                self.panels[0].view_box.setXRange(*self._x_window, padding=0.01)
-            return
+        minimum = MIN_LIVE_X_WINDOW[1] if self.wall else min(MIN_LIVE_X_WINDOW[0], self._planned_steps or 1e18)
+        if not extent:  # a live run about to stream: its axes are laid out before its rows come
+            return (0.0, minimum) if live and self._x_window is None else None
         lo, hi = min(e[0] for e in extent), max(e[1] for e in extent)
         if self._x_window is not None and self._x_window[0] <= lo and hi <= self._x_window[1]:
-            return
+            return None
         if live:  # room to grow into, and at least MIN_LIVE_X_WINDOW from the start (the first steps
             # would otherwise move every axis of every plot several times in the first seconds)
-            minimum = MIN_LIVE_X_WINDOW[1] if self.wall else min(MIN_LIVE_X_WINDOW[0], self._planned_steps or 1e18)
-            self._x_window = (lo, lo + max(minimum, nice_step(1.5 * (hi - lo))))
-        else:
-            self._x_window = (lo, max(hi, lo + 1.0))
-        self.panels[0].view_box.setXRange(*self._x_window, padding=0.01)
+            return (lo, lo + max(minimum, nice_step(1.5 * (hi - lo))))
+        return (lo, max(hi, lo + 1.0))
 
     def _run_extent(self, run: RunData) -> tuple[float, float] | None:
         if not len(run.steps):

@@ -1,7 +1,7 @@
 """pyqtgraph building blocks for the dashboard: one `MetricPanel` per plot, curves created once.
 
-Each panel owns a PlotItem with clip-to-view and peak downsampling (so 100,000-point series
-redraw in milliseconds), one raw and one smoothed PlotDataItem per (run, metric), alarm markers,
+Each panel owns a PlotItem that clips to the view and peak-downsamples once its series are long
+(so 100,000-point series redraw in milliseconds), one raw and one smoothed PlotDataItem per (run, metric), alarm markers,
 a hover cursor and the selected-step line.
 """
 
@@ -25,6 +25,7 @@ ALARM_COLORS = {"pause": "#c0392b", "warn": "#e67e22"}
 BACKGROUND = "w"
 LEFT_AXIS_WIDTH = 52  # px: room for labels such as -0.125 or 1.5e+03
 FOREGROUND = "#333333"
+LARGE_SERIES = 5000  # points in a series from which its plot clips to the view and downsamples
 Y_HEADROOM = 0.25  # when data leaves a plot's y range, the new range leaves this much of its span spare
 
 
@@ -109,8 +110,7 @@ class MetricPanel:
         self.title = title
         self.plot: pg.PlotItem = layout.addPlot(row=row, col=col, axisItems={"left": LogFriendlyAxis("left")})
         style_plot(self.plot, title)
-        self.plot.setClipToView(True)
-        self.plot.setDownsampling(auto=True, mode="peak")
+        self.large = False  # clip-to-view and peak downsampling from LARGE_SERIES points (see set_series)
         self.plot.setMenuEnabled(False)  # our toolbar has the options; the stock menu would fight them
         self.plot.disableAutoRange()  # the dashboard sets ranges (follow_y, its x window, Fit)
         self.curves: dict[tuple[int, str], tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
@@ -141,12 +141,22 @@ class MetricPanel:
             self.curves[(run_id, key)] = pair
             self.labels[key] = label
             self._style(pair, index, overlay, smooth is not None)
+        if not self.large and len(x) >= LARGE_SERIES:
+            self.make_large()
         raw, smoothed = pair
         raw.setData(x, y, skipFiniteCheck=True)
         raw.setVisible(show_raw)
         if smooth is not None:
             smoothed.setData(x, smooth, skipFiniteCheck=True)
         smoothed.setVisible(smooth is not None)
+
+    def make_large(self) -> None:
+        """Clip to the view and peak-downsample: 100,000-point series redraw in milliseconds. Below
+        LARGE_SERIES points this costs more than it saves: every x or y range change recomputes
+        every curve's shown points in Python (a live run's x window growing would pay it on 9 plots)."""
+        self.large = True
+        self.plot.setClipToView(True)
+        self.plot.setDownsampling(auto=True, mode="peak")
 
     def _new_pair(self) -> tuple[pg.PlotDataItem, pg.PlotDataItem]:
         pair = (pg.PlotDataItem(), pg.PlotDataItem())
