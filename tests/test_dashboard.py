@@ -11,8 +11,8 @@ from PySide6.QtGui import QImage
 
 from rlhf_desktop.store import runs as run_store
 from rlhf_desktop.training.alarms import AlarmConfig, synthetic_ppo_rows
-from rlhf_desktop.ui.dashboard import (DRAIN_INTERVAL_MS, MIN_LIVE_X_WINDOW, PANELS_PER_TICK, Y_MOVES_PER_TICK,
-                                       Dashboard)
+from rlhf_desktop.ui.dashboard import DRAIN_INTERVAL_MS, PANELS_PER_TICK, Y_MOVES_PER_TICK, Dashboard
+from rlhf_desktop.ui.dashboard_ranges import MIN_LIVE_X_WINDOW
 from rlhf_desktop.ui.dashboard_settings import AlarmSettingsDialog
 
 N = 10_000

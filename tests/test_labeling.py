@@ -126,7 +126,7 @@ def test_undo_is_repeatable_and_shows_the_pair_again(qtbot, view, prompts):
 
 
 def test_edit_makes_a_demonstration_and_a_preferred_response(qtbot, view, prompts):
-    from rlhf_desktop.ui.labeling import EditDialog
+    from rlhf_desktop.ui.labeling_dialogs import EditDialog
 
     pair = _next_pair(qtbot, view)
 

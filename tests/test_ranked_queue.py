@@ -21,7 +21,7 @@ from rlhf_desktop.training.common import ModelRef
 from rlhf_desktop.training.runner import start_run
 from rlhf_desktop.training.sampling_strategies import load_scorers, ranking_checkpoints, uncertainty
 
-from test_training_support import one_thread, seed_preferences  # noqa: F401  (fixture)
+from test_training_support import seed_preferences
 
 WAIT_MS = 90_000
 FAST = {"device": "cpu", "max_length": 160, "per_device_batch_size": 4}

@@ -25,19 +25,20 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPlain
 from rlhf_desktop.training.alarms import KIND_TITLES, Alarm, AlarmMonitor, config_max_length
 from rlhf_desktop.ui.dashboard_data import PANELS, PanelSpec, RunData, infer_stage, panel_keys
 from rlhf_desktop.ui.dashboard_export import ExportMixin
+from rlhf_desktop.ui.dashboard_pointer import PointerMixin
+from rlhf_desktop.ui.dashboard_ranges import RangesMixin
 from rlhf_desktop.ui.dashboard_samples import SamplesPanel
 from rlhf_desktop.ui.dashboard_store import StoreMixin
-from rlhf_desktop.ui.plots import BACKGROUND, MetricPanel, nice_step
+from rlhf_desktop.ui.plots import BACKGROUND, MetricPanel
 
 DRAIN_INTERVAL_MS = 150  # 6-7 redraws a second at most, whatever the step rate
 PANELS_PER_TICK = 3  # plots redrawn per timer tick; the others follow on the next ticks
 Y_MOVES_PER_TICK = 1  # y ranges moved per timer tick (a move re-renders an axis); the others follow
 COLUMNS = 3
-MIN_LIVE_X_WINDOW = (50.0, 120.0)  # (steps, seconds): a live run's x axis spans at least this much
 DEFAULT_SMOOTHING = 0.6
 
 
-class Dashboard(StoreMixin, ExportMixin, QWidget):
+class Dashboard(RangesMixin, PointerMixin, StoreMixin, ExportMixin, QWidget):
     """Curves of the current run (live or finished) and overlays, samples, alarms and the run log."""
 
     sig_alarm = Signal(object)
@@ -303,17 +304,6 @@ class Dashboard(StoreMixin, ExportMixin, QWidget):
         self._follow_y(None if limit is None else Y_MOVES_PER_TICK)
         self._follow_x()
 
-    def _follow_y(self, moves: int | None) -> None:
-        """Let the plots with new data follow it in y; at most `moves` ranges actually move per call
-        (each move re-renders an axis and its grid), the rest on the next ticks."""
-        moved = 0
-        for index in list(self._y_pending):
-            if moves is not None and moved >= moves:
-                break
-            del self._y_pending[index]
-            if index < len(self.panels) and self.panels[index].follow_y():
-                moved += 1
-
     def _raise_alarm(self, run_id: int, alarm: Alarm) -> None:
         self.alarms.setdefault(run_id, []).append(alarm)
         if run_id == self.current:
@@ -371,56 +361,6 @@ class Dashboard(StoreMixin, ExportMixin, QWidget):
         self._follow_view()
         self._redraw_markers()
         self._place_selected()
-
-    # -- ranges ahead of the data, so live updates rarely move the axes -----------------------------
-    def _follow_view(self) -> None:
-        """Keep x and y ranges a step ahead of the data while the user has not zoomed or panned.
-
-        Autoranging would change axes on almost every drain (the newest step extends x, a noisy
-        value extends y), and re-rendering 18 axes costs far more than drawing the curves; ranges
-        that grow by "nice" jumps (x: at least 1.5x, to 200, 250, 500, 1000...; y: to the next tick)
-        re-render rarely. Measured under load: a drain that moves x costs a 100+ ms paint, others ~15 ms.
-        """
-        if self.follow_view and not self.log_y:  # log scale: pyqtgraph's autorange knows the transform
-            for panel in self.panels:
-                panel.follow_y()
-        self._follow_x()
-
-    def _follow_x(self) -> bool:
-        """Move the shared x window when the data left it; True when it moved."""
-        window = self._x_target()
-        if window is None:
-            return False
-        self._x_window = window
-        self.panels[0].view_box.setXRange(*window, padding=0.01)
-        return True
-
-    def _x_target(self) -> tuple[float, float] | None:
-        """The x window the data needs, or None when the current one holds it (or the user moved it)."""
-        if not self.follow_view or not self.panels:
-            return None
-        extent = [self._run_extent(self.runs[r]) for r in [self.current, *self.overlays] if r is not None]
-        extent = [e for e in extent if e is not None]
-        live = self.current is not None and self.current == self.live
-        minimum = MIN_LIVE_X_WINDOW[1] if self.wall else min(MIN_LIVE_X_WINDOW[0], self._planned_steps or 1e18)
-        if not extent:  # a live run about to stream: its axes are laid out before its rows come
-            return (0.0, minimum) if live and self._x_window is None else None
-        lo, hi = min(e[0] for e in extent), max(e[1] for e in extent)
-        if self._x_window is not None and self._x_window[0] <= lo and hi <= self._x_window[1]:
-            return None
-        if live:  # room to grow into, and at least MIN_LIVE_X_WINDOW from the start (the first steps
-            # would otherwise move every axis of every plot several times in the first seconds)
-            return (lo, lo + max(minimum, nice_step(1.5 * (hi - lo))))
-        return (lo, max(hi, lo + 1.0))
-
-    def _run_extent(self, run: RunData) -> tuple[float, float] | None:
-        if not len(run.steps):
-            return None
-        axis = run.walls.view() - (run.t0 or 0.0) if self.wall else run.steps.view()
-        return float(axis[0]), float(axis[-1])
-
-    def _user_moved_view(self, *_: Any) -> None:
-        self.follow_view = False  # the user zoomed or panned: leave the view alone until Fit
 
     def _draw_run(self, run: RunData, keys: set[str] | None) -> None:
         """Hand the run's series (all, or those in `keys`) to their plots' curves."""
@@ -544,79 +484,6 @@ class Dashboard(StoreMixin, ExportMixin, QWidget):
             self.monitors[run_id] = monitor
         self._redraw_markers()
         self._update_log_title()
-
-    # -- hover and click ----------------------------------------------------------------------
-    def _panel_at(self, scene_pos: Any) -> MetricPanel | None:
-        for panel in self.panels:
-            if panel.view_box.sceneBoundingRect().contains(scene_pos):
-                return panel
-        return None
-
-    def _on_hover(self, event: tuple) -> None:
-        pos = event[0]
-        panel = self._panel_at(pos)
-        for other in self.panels:
-            other.cursor.setVisible(other is panel)
-        if panel is None or self.current is None:
-            return
-        x = panel.view_box.mapSceneToView(pos).x()
-        panel.cursor.setPos(x)
-        self.readout.setText(self.readout_text(panel, x))
-
-    def readout_text(self, panel: MetricPanel, x: float) -> str:
-        """The values nearest to x in `panel`, current run first, then overlays."""
-        parts = []
-        for run_id in [self.current, *self.overlays]:
-            run = self.runs[run_id]
-            for key in panel.keys(run_id):
-                found = run.value_at(key, x, self.wall)
-                if found is not None:
-                    where = f"{found[0]:.0f}s" if self.wall else f"step {found[0]:.0f}"
-                    parts.append(f"{run.label} {key} = {found[1]:.5g} ({where})")
-        return f"{panel.title}: " + " · ".join(parts) if parts else " "
-
-    def _on_click(self, event: Any) -> None:
-        if event.button() != Qt.MouseButton.LeftButton or event.double():
-            return
-        panel = self._panel_at(event.scenePos())
-        if panel is not None and self.current is not None:
-            x = panel.view_box.mapSceneToView(event.scenePos()).x()
-            step = self.runs[self.current].nearest_step(x, self.wall)
-            if step is not None:
-                self.select_step(step)
-
-    def select_step(self, step: int) -> None:
-        """Show the samples nearest to `step` of the current run and mark the step on every plot."""
-        if self.current is None:
-            return
-        self.selected_step = int(step)
-        self.follow_latest = False
-        by_step = self._samples_of(self.current)
-        self._place_selected()
-        if not by_step:
-            self.samples_panel.show_rows(step, [], "this run stored no samples")
-        else:
-            nearest = min(by_step, key=lambda s: (abs(s - step), s))
-            note = "clicked" if nearest == step else f"nearest to clicked step {step}"
-            self.samples_panel.show_rows(nearest, by_step[nearest], note)
-        self.tabs.setCurrentWidget(self.samples_panel)
-        self.sig_step_selected.emit(int(step))
-
-    def follow_latest_samples(self) -> None:
-        self.follow_latest = True
-        self.selected_step = None
-        self._place_selected()
-        by_step = self._samples_of(self.current) if self.current is not None else {}
-        if by_step:
-            last = max(by_step)
-            self.samples_panel.show_rows(last, by_step[last], "latest")
-
-    def _place_selected(self) -> None:
-        run = self.runs.get(self.current) if self.current is not None else None
-        for panel in self.panels:
-            panel.selected.setVisible(self.selected_step is not None and run is not None)
-            if self.selected_step is not None and run is not None:
-                panel.selected.setPos(self._x_of_step(run, self.selected_step))
 
     def _toggle_compare(self, on: bool) -> None:
         if on:
