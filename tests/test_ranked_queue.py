@@ -111,6 +111,11 @@ def test_queue_with_uncertainty_ranking_serves_the_most_uncertain_pairs_and_coun
         row = proj.query("SELECT strategy FROM comparisons WHERE source = 'label' ORDER BY id DESC LIMIT 1")[0]
         assert row["strategy"] == "uncertainty"
         assert "uncertainty <b>1</b>" in view.counters.text()
+        # the label is training data of the next reward-model run like any other
+        from rlhf_desktop.store.snapshot import preference_snapshot
+
+        assert {"prompt": shown.prompt, "chosen": shown.left_text, "rejected": shown.right_text} in [
+            {k: r[k] for k in ("prompt", "chosen", "rejected")} for r in preference_snapshot(proj, "train")]
     finally:
         view.shutdown()
 
