@@ -13,6 +13,12 @@ response B) and returns "a", "b" or "tie"; sides are shuffled before it sees the
 
 It prints its figures and, as its last line, one JSON object with rm_agreement, win_rate, ci_low,
 ci_high and the wall time of each stage. `--tiny` is a smoke budget on the tiny random model (tests).
+
+The defaults are a budget that moves SmolLM2 on this project's 2-core CPU in about 23 minutes
+(prefers_concise, seed 0): 256 labels, reward model held-out agreement 0.74, 60 PPO steps, tuned
+beats base on 60 held-out prompts with win rate 0.78 [0.66, 0.87] (words per answer 32.0 -> 23.9).
+A smaller budget (96 labels, 60 RM steps, 40 PPO steps at lr 1e-4) gave agreement 0.61 and no
+measurable change (0.51 [0.36, 0.66]): the reward model needs the labels, PPO the learning rate.
 """
 
 from __future__ import annotations
@@ -41,14 +47,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--oracle", required=True, metavar="MODULE:FUNCTION", help="oracle(prompt, a, b) -> a|b|tie")
     p.add_argument("--model", default="default", help="'default' (SmolLM2-135M-Instruct), 'tiny', or a model folder")
-    p.add_argument("--pairs", type=int, default=96, help="training pairs labeled by the oracle")
-    p.add_argument("--heldout-pairs", type=int, default=24, help="held-out pairs for the reward model's agreement")
-    p.add_argument("--rm-steps", type=int, default=60)
-    p.add_argument("--ppo-steps", type=int, default=40)
+    p.add_argument("--pairs", type=int, default=256, help="training pairs labeled by the oracle")
+    p.add_argument("--heldout-pairs", type=int, default=40, help="held-out pairs for the reward model's agreement")
+    p.add_argument("--rm-steps", type=int, default=100)
+    p.add_argument("--ppo-steps", type=int, default=60)
     p.add_argument("--ppo-batch", type=int, default=8)
-    p.add_argument("--ppo-lr", type=float, default=1e-4)
+    p.add_argument("--ppo-lr", type=float, default=3e-4)
     p.add_argument("--kl-coef", type=float, default=0.05)
-    p.add_argument("--eval-prompts", type=int, default=40, help="held-out prompts judged base vs tuned")
+    p.add_argument("--eval-prompts", type=int, default=60, help="held-out prompts judged base vs tuned")
     p.add_argument("--max-new-tokens", type=int, default=48, help="answer length for labeling, PPO and evaluation")
     p.add_argument("--heldout-fraction", type=float, default=0.3, help="share of the starter prompts held out")
     p.add_argument("--device", default="auto")
