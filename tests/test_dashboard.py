@@ -112,6 +112,17 @@ def test_a_live_runs_layout_is_set_before_its_rows_and_stays_put_while_they_stre
     assert max(moves.values()) <= 4, moves  # 40 rows, a handful of y moves (nice bounds, headroom)
 
 
+def test_finishing_a_live_run_draws_its_last_rows_and_shows_how_it_ended(dash):
+    dash.begin_run(4, "ppo", max_length=64)
+    dash.append_metrics(4, synthetic_ppo_rows(300, "length_hacking"))  # buffered, no tick yet
+    dash.finish_run("stopped")
+    assert len(dash.curve(4, "objective/kl").getOriginalDataset()[0]) == 300  # drawn before it ended
+    assert "length_hacking" in {a.kind for a in dash.alarms[4]}  # and its rows were still checked
+    assert dash.live is None and "(stopped)" in dash.run_label.text() and "live" not in dash.run_label.text()
+    lo, hi = dash.panels[0].view_box.viewRange()[0]
+    assert lo <= 1 and 300 <= hi < 320  # the x axis fits the finished run, no room left to grow into
+
+
 @pytest.mark.parametrize("scenario, kinds, panel_title", [
     ("length_hacking", ["length_hacking"], "Response length"),
     ("kl_spike", ["kl_high", "kl_spike"], "KL"),

@@ -124,10 +124,10 @@ def test_rm_report_view_draws_a_report(qtbot, tmp_path):
     assert len(view.scatter.listDataItems()) == 2
 
 
-def test_rm_report_view_scores_a_run_in_a_worker(qtbot, project, tmp_path):
+def _stored_rm_run(project, tmp_path, name="rm-checkpoint"):
     from rlhf_desktop.modeling.tiny import make_tiny_model
 
-    folder = tmp_path / "rm-checkpoint"
+    folder = tmp_path / name
     make_tiny_model(folder, kind="seqcls")
     run_id = run_store.create_run(project, "rm", {"eval_fraction": 0.1, "seed": 0}, str(folder))
     run_dir = run_store.run_dir(project, run_id)
@@ -135,6 +135,32 @@ def test_rm_report_view_scores_a_run_in_a_worker(qtbot, project, tmp_path):
     held = [{"prompt": f"q{i}", "chosen": "good " * i, "rejected": "bad", "margin": 0.0} for i in range(1, 9)]
     (run_dir / "data.json").write_text(json.dumps({"hash": "h", "data": {"train": [], "eval": held}}))
     run_store.add_checkpoint(project, run_id, 5, folder, kind="full")
+    run_store.set_run_status(project, run_id, "done")
+    return run_id
+
+
+def test_rm_report_view_opens_on_the_newest_reward_model_of_the_project(qtbot, project, tmp_path):
+    from rlhf_desktop.ui.state import AppState
+
+    older, newer = _stored_rm_run(project, tmp_path, "a"), _stored_rm_run(project, tmp_path, "b")
+    state = AppState()
+    view = RMReportView(state)
+    qtbot.addWidget(view)
+    state.set_project(project)
+    assert view.report is None  # nothing is scored until the view is looked at
+    with qtbot.waitSignal(view.sig_report_ready, timeout=60_000):
+        view.show()
+    assert view.run_id == newer and [view.run_box.itemData(i) for i in range(view.run_box.count())] == [newer, older]
+    with qtbot.waitSignal(view.sig_report_ready, timeout=60_000):
+        view.run_box.activated.emit(1)  # the user picks the older run
+    assert view.run_id == older and f"run #{older}" in view.headline.text()
+    assert view.runner.wait(10)
+    state.set_project(None)
+    assert view.report is None and view.run_box.count() == 0 and "No report yet" in view.headline.text()
+
+
+def test_rm_report_view_scores_a_run_in_a_worker(qtbot, project, tmp_path):
+    run_id = _stored_rm_run(project, tmp_path)
     view = RMReportView()
     qtbot.addWidget(view)
     with qtbot.waitSignal(view.sig_report_ready, timeout=60_000) as caught:

@@ -24,6 +24,7 @@ from rlhf_desktop.core.config import from_dict
 from rlhf_desktop.core.context import JobContext
 from rlhf_desktop.core.errors import ConfigError, DataError, UserError
 from rlhf_desktop.core.results import RunResult
+from rlhf_desktop.modeling.stack import import_ml_stack
 from rlhf_desktop.store import runs as store
 from rlhf_desktop.store import snapshot
 from rlhf_desktop.store.project import Project
@@ -328,6 +329,7 @@ def start_run(project_dir: str | Path, stage: str, config: Any = None, models: M
     ctx = ctx or JobContext()
     rank, size = world()
     stage_config_class(stage)
+    import_ml_stack(with_trl=stage in ("sft", "rm", "dpo"))  # PPO is our own engine
     with Project.open(project_dir) as project:
         plan_or_error: RunPlan | UserError | None = None
         if rank == 0:

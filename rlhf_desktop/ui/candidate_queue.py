@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpin
 from rlhf_desktop.core.context import JobContext
 from rlhf_desktop.core.errors import Cancelled
 from rlhf_desktop.modeling.pairs import RANKINGS, STRATEGIES, PairSettings, ReadyPair, pending_pairs
+from rlhf_desktop.modeling.stack import import_ml_stack
 from rlhf_desktop.training.sampling_strategies import fill_for_settings, load_scorers
 from rlhf_desktop.ui.errors import error_info, log_error
 
@@ -80,11 +81,11 @@ class _QueueWorker(QObject):
     def run(self) -> None:
         from rlhf_desktop.store import Project
 
-        torch = sys.modules.get("torch")
-        if torch is not None:  # leave a core for the GUI (the shell's jobs use the same policy)
-            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
         project = None
         try:
+            import_ml_stack()  # one thread at a time imports transformers (see modeling/stack.py)
+            torch = sys.modules["torch"]  # leave a core for the GUI (the shell's jobs do the same)
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
             project = Project.open(self.folder)
             self._loop(project)
         except Cancelled:

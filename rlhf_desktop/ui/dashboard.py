@@ -79,6 +79,7 @@ class Dashboard(RangesMixin, PointerMixin, StoreMixin, ExportMixin, QWidget):
         self._pending_samples: list[tuple[int, int, list[dict[str, Any]]]] = []
         self._max_length: dict[int, float | None] = {}
         self._planned_steps: float | None = None  # max_steps of the live run, when its config says
+        self.ended: dict[int, str] = {}  # run -> how its live job ended (shown in the run label)
         self._attached: list[tuple[Any, Any]] = []  # (signal, slot) of the followed job
         self._init_store()
         self._build_ui()
@@ -219,6 +220,18 @@ class Dashboard(RangesMixin, PointerMixin, StoreMixin, ExportMixin, QWidget):
         for signal, slot in self._attached:
             signal.disconnect(slot)
         self._attached = []
+
+    def finish_run(self, status: str) -> None:
+        """The followed job ended (done, stopped, failed): draw what is buffered, then show the run as
+        finished, its x axis fitted to its steps."""
+        self.detach_job()
+        self.flush()
+        if self.live is not None:
+            self.ended[self.live] = status
+            self.live = None
+            self._x_window = None
+            self._follow_x()
+        self._update_run_label()
 
     def _wake(self) -> None:
         if not self._timer.isActive():

@@ -170,7 +170,8 @@ class StoreMixin:
         run = self.runs.get(self.current) if self.current is not None else None
         if run is None:
             return
-        live = " (live)" if self.current == self.live else ""
+        live = " (live)" if self.current == self.live else (
+            f" ({self.ended[self.current]})" if self.current in self.ended else "")
         text = f"<b>{(run.stage or '?').upper()}</b> run {run.label}{live}"
         if self.overlays:
             text += " &nbsp;<span style='color:#777'>vs " + ", ".join(self.runs[r].label for r in self.overlays)

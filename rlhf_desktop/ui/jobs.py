@@ -21,6 +21,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, S
 from PySide6.QtWidgets import QWidget
 
 from rlhf_desktop.core.errors import Cancelled
+from rlhf_desktop.modeling.stack import import_ml_stack
 from rlhf_desktop.ui.errors import error_info, log_error, show_error
 from rlhf_desktop.ui.job_context import QtJobContext, free_memory, prepare_torch_thread
 
@@ -52,6 +53,7 @@ class _Worker(QObject):
         self._call = None  # the job's arguments (models, data) are not kept past the run
         outcome: tuple[str, Any]
         try:
+            import_ml_stack()  # one thread at a time imports transformers (see modeling/stack.py)
             prepare_torch_thread()
             outcome = ("done", fn(self.ctx, *args, **kwargs))
         except Cancelled:

@@ -157,7 +157,7 @@ class MainWindow(QMainWindow):
         self.status.showMessage(f"Run #{run_id} started: follow it in the Dashboard", 8000)
 
     def _on_run_finished(self, outcome: dict) -> None:
-        self.dashboard.detach_job()
+        self.dashboard.finish_run(outcome["status"])
         self.runs.refresh()
         if outcome["stage"] == "rm" and outcome["status"] == "done":
             self.show_rm_report(outcome["run_id"])

@@ -113,6 +113,7 @@ class MetricPanel:
         self.large = False  # clip-to-view and peak downsampling from LARGE_SERIES points (see set_series)
         self.plot.setMenuEnabled(False)  # our toolbar has the options; the stock menu would fight them
         self.plot.disableAutoRange()  # the dashboard sets ranges (follow_y, its x window, Fit)
+        self.plot.hideButtons()  # pyqtgraph's "A" autorange button: the toolbar's Fit does that
         self.curves: dict[tuple[int, str], tuple[pg.PlotDataItem, pg.PlotDataItem]] = {}
         self.labels: dict[str, str] = {}  # key -> series label
         self.markers: list[pg.InfiniteLine] = []

@@ -2,7 +2,9 @@
 
 Held-out accuracy with its 95% interval and plain-language findings on top; below, calibration,
 the margin histogram, accuracy by length difference (a length-bias probe) and reward against
-response length. `show_run` scores the run's held-out pairs in a worker (`rm_report.report_for_run`).
+response length. `show_run` scores the run's held-out pairs in a worker (`rm_report.report_for_run`);
+the run box lists the project's reward-model runs, and the newest one's report is computed when the
+view is first shown without one.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from rlhf_desktop.core.errors import ProjectError
 from rlhf_desktop.store import Project
+from rlhf_desktop.store import runs as run_store
 from rlhf_desktop.training.rm_report import RMReport, report_for_run
 from rlhf_desktop.ui.dashboard_export import ask_save_path, export_graphics
 from rlhf_desktop.ui.errors import show_error
@@ -24,6 +27,7 @@ from rlhf_desktop.ui.jobs import JobRunner
 from rlhf_desktop.ui.plots import BACKGROUND, PALETTE, style_plot
 
 CHOSEN, REJECTED = "#2ca02c", "#d62728"
+NO_REPORT = "No report yet: train a reward model (Train tab), or choose a reward-model run."
 
 
 class RMReportView(QWidget):
@@ -40,14 +44,21 @@ class RMReportView(QWidget):
         self.run_id: int | None = None
         self._folder: Path | None = None
         self.runner = state.jobs.runner("rm-report") if state is not None else JobRunner("rm-report", self)
-        self.headline = QLabel("No report yet: open a reward-model run from the Runs view.")
+        self.headline = QLabel(NO_REPORT)
         self.headline.setObjectName("rmHeadline")
         self.headline.setTextFormat(Qt.TextFormat.RichText)
+        self.headline.setWordWrap(True)  # a long headline wraps instead of widening the window
         self.findings = QLabel("")
         self.findings.setWordWrap(True)
         self.findings.setTextFormat(Qt.TextFormat.RichText)
         self.findings.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.run_box = QComboBox(objectName="rmRunBox")
+        self.run_box.setToolTip("The reward-model run whose held-out pairs the report scores")
+        self.run_box.setMinimumContentsLength(18)
+        self.run_box.activated.connect(self._on_run_chosen)
         buttons = QHBoxLayout()
+        buttons.addWidget(QLabel("Run:"))
+        buttons.addWidget(self.run_box)
         buttons.addWidget(self.headline, 1)
         for kind in ("png", "svg"):
             button = QToolButton()
@@ -66,6 +77,43 @@ class RMReportView(QWidget):
         layout.addWidget(self.findings)
         layout.addWidget(self.glw, 1)
         self.runner.sig_status.connect(lambda text: self.headline.setText(f"<i>{text}…</i>"))
+        if state is not None and hasattr(state, "sig_project_changed"):
+            state.sig_project_changed.connect(self._on_project_changed)
+
+    # -- choosing a run -----------------------------------------------------------------------
+    def refresh_runs(self) -> None:
+        """Fill the run box with the project's reward-model runs that saved a checkpoint, newest first."""
+        project = getattr(self.state, "project", None)
+        self.run_box.clear()
+        if project is None:
+            return
+        for run in sorted(run_store.list_runs(project, "rm"), key=lambda r: r["id"], reverse=True):
+            if run_store.latest_checkpoint(project, run["id"]) is not None:
+                self.run_box.addItem(f"#{run['id']} {run.get('name') or ''} ({run['status']})".replace("  ", " "),
+                                     run["id"])
+        index = self.run_box.findData(self.run_id) if self.run_id is not None else -1
+        self.run_box.setCurrentIndex(max(index, 0))
+
+    def _on_run_chosen(self, index: int) -> None:
+        run_id = self.run_box.itemData(index)
+        project = getattr(self.state, "project", None)
+        if run_id is not None and project is not None and not (run_id == self.run_id and self.report is not None):
+            self.show_run(project, run_id)
+
+    def _on_project_changed(self, _project: Any) -> None:
+        self.runner.cancel()
+        self.report, self.run_id = None, None
+        for plot in (self.calibration, self.margins, self.by_length, self.scatter):
+            plot.clear()
+        self.headline.setText(NO_REPORT)
+        self.findings.setText("")
+        self.refresh_runs()
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self.refresh_runs()
+        if self.report is None and not self.runner.running and self.run_box.count():
+            self._on_run_chosen(0)  # the newest reward model: "is it good enough?" without a click
 
     def _plot(self, row: int, col: int, title: str, xlabel: str, ylabel: str) -> pg.PlotItem:
         plot = self.glw.addPlot(row=row, col=col)
@@ -80,6 +128,9 @@ class RMReportView(QWidget):
         """Score the run's held-out pairs in a worker and show the report; returns the job id."""
         folder = project.folder if isinstance(project, Project) else Path(project).expanduser().resolve()
         self.run_id, self._folder = int(run_id), folder
+        index = self.run_box.findData(int(run_id))
+        if index >= 0:
+            self.run_box.setCurrentIndex(index)
         self.headline.setText(f"<i>Reward-model run #{run_id}: scoring the held-out pairs…</i>")
         self.findings.setText("")
         return self.runner.start(f"Reward-model report #{run_id}", report_for_run, str(folder), int(run_id),
