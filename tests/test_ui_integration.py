@@ -112,7 +112,9 @@ def test_a_reward_run_feeds_the_dashboard_runs_and_rm_report(window, qtbot, tiny
     with qtbot.waitSignal(window.rm_report.sig_report_ready, timeout=RUN_MS):
         train.start()
     run_id = started[0]
-    assert window.dashboard.live == run_id
+    assert window.dashboard.current == run_id and window.dashboard.live is None  # the run ended
+    assert window.dashboard.ended[run_id] == "done" and "(done)" in window.dashboard.run_label.text()
+    assert len(window.dashboard.curve(run_id, "loss").getOriginalDataset()[0]) == 2  # both steps drawn
     assert window.tabs.currentWidget() is window._views["RM Report"][2]
     assert window.rm_report.run_id == run_id and window.rm_report.report.n == 4
     assert window.runs.tree.topLevelItemCount() == 1
