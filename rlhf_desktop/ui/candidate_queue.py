@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QLineEdit,
                                QSpinBox, QWidget)
 
@@ -98,9 +98,9 @@ class _QueueWorker(QObject):
             if project is not None:
                 project.close()
             self.loaded = None
-            # Hand this object back to the GUI thread (only its own thread may push it), so it is
-            # deleted there, then let the thread's event loop end (sig_finished is direct to quit).
-            self.moveToThread(QCoreApplication.instance().thread())
+            # Let the thread's event loop end (sig_finished is direct to quit). The worker stays in
+            # its thread (moving it back to the GUI thread from here can deadlock with the GUI
+            # delivering its queued signals); the queue drops it once the thread has ended.
             self.sig_finished.emit(self.token)
 
     def _emit(self, pair: ReadyPair) -> None:

@@ -65,9 +65,9 @@ class _Worker(QObject):
         del fn, args, kwargs
         if outcome[0] == "failed":
             free_memory()
-        # Hand this object back to the GUI thread (only its own thread may push it) so it is
-        # deleted there, and let the thread's event loop end.
-        self.moveToThread(QCoreApplication.instance().thread())
+        # Let the thread's event loop end. The worker stays in its thread: moving it back to the GUI
+        # thread from here deadlocked (rarely, on 2 cores) with the GUI thread delivering this
+        # object's queued signals. The runner waits for the thread, then drops both (`_end`).
         QThread.currentThread().quit()
         if outcome[0] == "done":
             self.sig_done.emit(self.job_id, outcome[1])
