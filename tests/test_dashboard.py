@@ -329,3 +329,15 @@ def test_a_training_job_streams_into_the_dashboard(dash, qtbot):
     assert runner.wait(20)
     dash.flush()
     assert len(dash.runs[5].steps) == 300  # detached: the second job's rows went nowhere
+
+
+def test_a_live_run_starts_with_the_rows_its_job_stored_before_the_dashboard_attached(dash, project):
+    rows = synthetic_ppo_rows(60, "clean")
+    run_id = run_store.create_run(project, "ppo", {"response_length": 64}, "base", name="fast")
+    run_store.add_metrics(project, run_id, rows[:40])  # written by the job before "run started" was handled
+    dash.set_project(project)
+    dash.begin_run(run_id, "ppo")
+    dash.append_metrics(run_id, rows[30:])  # the stream overlaps what the store already had
+    dash.flush()
+    x, _y = dash.curve(run_id, "objective/kl").getOriginalDataset()
+    assert list(x) == list(range(1, 61))  # every step once, in order

@@ -53,7 +53,8 @@ class PairSettings:
                 "(the latest reward model's P(a > b) closest to 0.5) or disagreement (the two latest reward "
                 "models disagree most)"})
     ranking_pool: int = field(default=3, metadata={
-        "help": "with a ranking, generate this many times more pairs than kept and keep the best"})
+        "help": "with a ranking, generate this many times more pairs than kept and keep the best (on a CPU "
+                "this slows the queue about as many times: lower it if you wait for pairs)"})
 
     def validate(self) -> None:
         require(self.temperature >= 0, "temperature", "must be >= 0")

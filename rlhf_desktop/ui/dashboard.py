@@ -22,6 +22,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QSlider,
                                QSplitter, QTabWidget, QToolButton, QVBoxLayout, QWidget)
 
+from rlhf_desktop.store import runs as run_store
 from rlhf_desktop.training.alarms import KIND_TITLES, Alarm, AlarmMonitor, config_max_length
 from rlhf_desktop.ui.dashboard_data import PANELS, PanelSpec, RunData, infer_stage, panel_keys
 from rlhf_desktop.ui.dashboard_export import ExportMixin
@@ -184,6 +185,13 @@ class Dashboard(RangesMixin, PointerMixin, StoreMixin, ExportMixin, QWidget):
         self.follow_latest, self.selected_step = True, None
         self.samples_panel.show_rows(None, [])
         self._set_current(run_id)
+        if info is not None and not len(run.steps) and self.project is not None:
+            # Rows the job reported before the dashboard was attached are in the store already
+            # (a short run can finish before its "run started" signal is handled): take them first.
+            stored = [(r["step"], r["wall_time"], r["metrics"]) for r in run_store.get_metrics(self.project, run_id)]
+            if stored:
+                self._pending[run_id] = stored + self._pending.get(run_id, [])
+                self._wake()
 
     def append_metrics(self, run_id: int, rows: Sequence[tuple]) -> None:
         """Buffer metric rows of a run: (step, wall_time, metrics) or (step, metrics)."""
@@ -266,7 +274,12 @@ class Dashboard(RangesMixin, PointerMixin, StoreMixin, ExportMixin, QWidget):
             self.begin_run(run_id)
             run = self.runs[run_id]
         last = run.steps.view()[-1] if len(run.steps) else -float("inf")
-        rows = [r for r in rows if r[0] > last]  # a run shown from the store, then streamed: no repeats
+        kept = []
+        for row in rows:  # a run read from the store, then streamed: each step once, in order
+            if row[0] > last:
+                kept.append(row)
+                last = row[0]
+        rows = kept
         if not rows:
             return
         if run.stage is None:
