@@ -207,3 +207,27 @@ def test_generate_pairs_cli_with_disagreement_ranking(proj, trained, tiny_model_
     assert summary["pairs"] == 2 and summary["ranking"] == "disagreement" and len(summary["reward_models"]) == 2
     assert {p.strategy for p in pending_pairs(proj)} == {"disagreement"}
     assert proj.counts()["responses"] == 24 + 4  # the seeded 12 pairs; of 4 pairs generated, the 2 kept
+
+
+def test_pair_settings_dialog_round_trips_and_names_a_bad_field(qtbot):
+    from PySide6.QtWidgets import QComboBox, QLineEdit
+
+    from rlhf_desktop.modeling.pairs import RANKINGS
+    from rlhf_desktop.ui.candidate_queue import PairSettingsDialog
+
+    base = PairSettings(ranking="uncertainty", temperature_b=None, system_prompt="Be brief.")
+    dialog = PairSettingsDialog(base)
+    qtbot.addWidget(dialog)
+    assert dialog.result_settings() == base  # nothing edited: the same settings
+    ranking = dialog.form.editors["ranking"]
+    assert isinstance(ranking, QComboBox) and [ranking.itemText(i) for i in range(ranking.count())] == list(RANKINGS)
+    ranking.setCurrentText("disagreement")
+    dialog.form.editors["temperature"].setText("0.5")
+    dialog.form.editors["temperature_b"].setText("1.1")
+    edited = dialog.result_settings()
+    assert (edited.ranking, edited.temperature, edited.temperature_b) == ("disagreement", 0.5, 1.1)
+    assert isinstance(dialog.form.editors["top_p"], QLineEdit)
+    dialog.form.editors["top_p"].setText("2")
+    with pytest.raises(ConfigError) as err:
+        dialog.result_settings()
+    assert "top_p" in str(err.value.where) + str(err.value)

@@ -49,7 +49,7 @@ class PairSettings:
         "help": "the worker stops generating after this many seconds without a label"})
     max_tries: int = field(default=3, metadata={"help": "attempts before a prompt with identical candidates is skipped"})
     ranking: str = field(default="none", metadata={
-        "help": "once a reward model exists, which pairs to keep: none (every pair generated), uncertainty "
+        "choices": RANKINGS, "help": "once a reward model exists, which pairs to keep: none (every pair generated), uncertainty "
                 "(the latest reward model's P(a > b) closest to 0.5) or disagreement (the two latest reward "
                 "models disagree most)"})
     ranking_pool: int = field(default=3, metadata={

@@ -13,6 +13,7 @@ generation, on a model change or on close. The GUI side only ever touches the re
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import sys
 import threading
@@ -21,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QLineEdit,
-                               QSpinBox, QWidget)
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QVBoxLayout, QWidget
 
 from rlhf_desktop.core.context import JobContext
 from rlhf_desktop.core.errors import Cancelled
-from rlhf_desktop.modeling.pairs import RANKINGS, STRATEGIES, PairSettings, ReadyPair, pending_pairs
+from rlhf_desktop.modeling.pairs import PairSettings, ReadyPair, pending_pairs
 from rlhf_desktop.modeling.stack import import_ml_stack
 from rlhf_desktop.training.sampling_strategies import fill_for_settings, load_scorers
+from rlhf_desktop.ui.config_form import ConfigForm
 from rlhf_desktop.ui.errors import error_info, log_error
 
 
@@ -313,79 +314,20 @@ class CandidateQueue(QObject):
 
 
 class PairSettingsDialog(QDialog):
-    """Edit the project's PairSettings (sampling of candidates and queue depth)."""
+    """Edit the project's PairSettings (sampling of candidates, queue depth, ranking): a ConfigForm."""
 
     def __init__(self, settings: PairSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Pair generation settings")
-        form = QFormLayout(self)
-        self._fields: dict[str, QWidget] = {}
-        self._spin("temperature", settings.temperature, 0.0, 3.0, 0.05, form)
-        self._spin("temperature_b", settings.temperature_b if settings.temperature_b is not None else -0.05,
-                   -0.05, 3.0, 0.05, form, special="same as first")
-        self._spin("top_p", settings.top_p, 0.01, 1.0, 0.01, form)
-        self._int("top_k", settings.top_k, 0, 1000, form)
-        self._int("max_new_tokens", settings.max_new_tokens, 1, 8192, form)
-        self._spin("repetition_penalty", settings.repetition_penalty, 0.5, 2.0, 0.01, form)
-        self._int("queue_depth", settings.queue_depth, 1, 100, form)
-        self._int("prompts_per_batch", settings.prompts_per_batch, 1, 32, form)
-        self._spin("idle_stop_s", settings.idle_stop_s, 5.0, 3600.0, 5.0, form)
-        self._choice("strategy", settings.strategy, sorted(STRATEGIES), form)
-        self._choice("ranking", settings.ranking, list(RANKINGS), form)
-        self._int("ranking_pool", settings.ranking_pool, 1, 10, form)
-        system = QLineEdit(settings.system_prompt)
-        self._fields["system_prompt"] = system
-        form.addRow("system_prompt", system)
-        self._base = settings
+        self.form = ConfigForm()
+        self.form.set_class(PairSettings, dataclasses.asdict(settings))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
-
-    def _spin(self, name, value, low, high, step, form, special: str | None = None) -> None:
-        box = QDoubleSpinBox()
-        box.setRange(low, high)
-        box.setSingleStep(step)
-        box.setDecimals(2)
-        if special:
-            box.setSpecialValueText(special)
-        box.setValue(value)
-        self._add(name, box, form)
-
-    def _int(self, name, value, low, high, form) -> None:
-        box = QSpinBox()
-        box.setRange(low, high)
-        box.setValue(value)
-        self._add(name, box, form)
-
-    def _choice(self, name: str, value: str, choices: list[str], form: QFormLayout) -> None:
-        box = QComboBox()
-        box.addItems(choices)
-        box.setCurrentText(value)
-        self._add(name, box, form)
-
-    def _add(self, name: str, box: QWidget, form: QFormLayout) -> None:
-        from dataclasses import fields
-
-        help_text = next(f.metadata.get("help", "") for f in fields(PairSettings) if f.name == name)
-        box.setToolTip(help_text)
-        self._fields[name] = box
-        form.addRow(name, box)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.form)
+        layout.addWidget(buttons)
 
     def result_settings(self) -> PairSettings:
-        """The edited settings (validated)."""
-        from dataclasses import replace
-
-        values: dict[str, Any] = {}
-        for name, box in self._fields.items():
-            if isinstance(box, QLineEdit):
-                values[name] = box.text()
-            elif isinstance(box, QComboBox):
-                values[name] = box.currentText()
-            else:
-                values[name] = box.value()
-        if values["temperature_b"] < 0:
-            values["temperature_b"] = None
-        settings = replace(self._base, **values)
-        settings.validate()
-        return settings
+        """The edited settings, validated (ConfigError names the field to change)."""
+        return self.form.config()

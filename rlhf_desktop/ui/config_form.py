@@ -1,7 +1,8 @@
 """A form generated from a config dataclass: one editor per field, tooltips from its metadata "help".
 
-Bools become check boxes, ints spin boxes, everything else a line edit whose text goes through
-`core.config.from_dict` (which coerces "1e-4", "q_proj,v_proj" and "" for optional fields).
+Bools become check boxes, ints spin boxes, fields with a "choices" tuple in their metadata combo
+boxes, everything else a line edit whose text goes through `core.config.from_dict` (which coerces
+"1e-4", "q_proj,v_proj" and "" for optional fields).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import typing
 from typing import Any
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QCheckBox, QFormLayout, QLineEdit, QSpinBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLineEdit, QSpinBox, QWidget
 
 from rlhf_desktop.core.config import from_dict
 
@@ -46,7 +47,7 @@ class ConfigForm(QWidget):
         self.cls, self.editors = cls, {}
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            editor = self._editor(hints.get(f.name))
+            editor = self._editor(hints.get(f.name), f.metadata.get("choices"))
             editor.setObjectName(f"field_{f.name}")
             editor.setToolTip(str(f.metadata.get("help", "")))
             self.editors[f.name] = editor
@@ -54,8 +55,12 @@ class ConfigForm(QWidget):
             self.layout_.labelForField(editor).setToolTip(editor.toolTip())
         self.set_values(self.defaults() | dict(values or {}))
 
-    def _editor(self, kind: Any) -> QWidget:
-        if kind is bool:
+    def _editor(self, kind: Any, choices: Any = None) -> QWidget:
+        if choices:
+            editor = QComboBox()
+            editor.addItems([str(c) for c in choices])
+            editor.currentTextChanged.connect(self.sig_changed)
+        elif kind is bool:
             editor = QCheckBox()
             editor.toggled.connect(self.sig_changed)
         elif kind is int:
@@ -77,6 +82,8 @@ class ConfigForm(QWidget):
                 editor.setChecked(bool(value))
             elif isinstance(editor, QSpinBox):
                 editor.setValue(int(value))
+            elif isinstance(editor, QComboBox):
+                editor.setCurrentText(_text(value))
             elif isinstance(editor, QLineEdit):
                 editor.setText(_text(value))
 
@@ -88,6 +95,8 @@ class ConfigForm(QWidget):
                 out[name] = editor.isChecked()
             elif isinstance(editor, QSpinBox):
                 out[name] = editor.value()
+            elif isinstance(editor, QComboBox):
+                out[name] = editor.currentText()
             else:
                 out[name] = editor.text().strip()  # type: ignore[attr-defined]
         return out
