@@ -38,6 +38,14 @@ def tiny_model_dir(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    """The tiny model loaded (generation only reads it: one load per test module)."""
+    from rlhf_desktop.modeling.loading import load_model
+
+    return load_model(str(tiny_model_dir))
+
+
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):
     """Settings, log and default project in this test's own folder (the log handler re-pointed)."""

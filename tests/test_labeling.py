@@ -13,13 +13,6 @@ SHIFT = Qt.KeyboardModifier.ShiftModifier
 NONE = Qt.KeyboardModifier.NoModifier
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    from rlhf_desktop.modeling.loading import load_model
-
-    return load_model(str(tiny_model_dir))
-
-
 @pytest.fixture
 def prompts(project):
     from rlhf_desktop.store.prompts import add_prompts

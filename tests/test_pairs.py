@@ -13,13 +13,6 @@ from rlhf_desktop.modeling.pairs import (PairSettings, fewest_labels_random, fil
                                          make_pair, make_pairs, pending_pairs, same_text, save_pair_settings)
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    from rlhf_desktop.modeling.loading import load_model
-
-    return load_model(str(tiny_model_dir))
-
-
 @pytest.fixture
 def prompts(project):
     from rlhf_desktop.store.prompts import add_prompts

@@ -11,13 +11,6 @@ from rlhf_desktop.modeling.pairs import PairSettings, fill_pairs, same_text
 WAIT_MS = 60_000
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    from rlhf_desktop.modeling.loading import load_model
-
-    return load_model(str(tiny_model_dir))
-
-
 @pytest.fixture
 def prompts(project):
     from rlhf_desktop.store.prompts import add_prompts
